@@ -6,26 +6,34 @@ fly by tools/data/scenes.py.
 Run with the project venv (Debian's torch + the `tokenizers` package):
 
     PY=/work/main/.venv/bin/python
-    # stage 1 (resumable: rerun the same command to continue from ckpt.pt)
+    # stage 1: one question or caption per image, sliding window 64
+    # (resumable: rerun the same command to continue from ckpt.pt)
     $PY tools/train/train_vlm.py train --out build-train --steps 2000 --lr 1.5e-3 \
-        --caption-frac 0.35 --max-minutes 58
-    # stage 2: the same run continued to 6000 steps (cosine warm restart)
+        --caption-frac 0.35 --turns 1 --window 64 --max-minutes 58
+    # stage 2: the same run continued on a 6000-step schedule, stopped at 2924
     $PY tools/train/train_vlm.py train --out build-train --steps 6000 --lr 1.5e-3 \
-        --caption-frac 0.35 --max-minutes 100
+        --caption-frac 0.35 --turns 1 --stop-at 2924 --max-minutes 100
+    cp build-train/ckpt.pt build-train/ckpt_stage2.pt
+    # stage 3: stage 2's weights, window 256, up to 8 questions per image
+    $PY tools/train/train_vlm.py train --out build-train-3 \
+        --init-from build-train/ckpt_stage2.pt --steps 2400 --lr 1e-3 --warmup 100 \
+        --caption-frac 0.3 --max-minutes 115
     # Python-side accuracy per question type (val + held-out), with the reference
-    $PY tools/train/train_vlm.py eval --ckpt build-train/ckpt.pt --n 1000
+    $PY tools/train/train_vlm.py eval --ckpt build-train-3/ckpt.pt --scenes 1000
     # model directory (config.json, model.safetensors, tokenizer kept) + plot
-    $PY tools/train/train_vlm.py export --ckpt build-train/ckpt.pt --model-dir models/tessera-tiny
+    $PY tools/train/train_vlm.py export --ckpt build-train-3/ckpt.pt --model-dir models/tessera-tiny
+    # the issue-7 acceptance figures come from the C engine: tools/eval/eval_tiny.py
 
-Training: teacher forcing on `<｜begin▁of▁sentence｜><｜User｜><｜image｜>\\n
-{prompt}<｜Assistant｜>{answer}<｜end▁of▁sentence｜>` (the tokenizer_config
-chat template with an image part then a text part), the image placeholder
-expanded to 64 positions carrying the aligner output; loss on the answer and
-EOS tokens only. Each sample is a fresh "train" scene (index = step * B + i,
-so data never repeats and resumes exactly); with probability --caption-frac
-the prompt is one of scenes.CAPTION_PROMPTS and the answer the canonical
-caption, otherwise a question drawn with its type uniform over the scene's
-question types. AdamW with linear warm-up and cosine decay to 10%, global
+Training: teacher forcing on the chat-template rendering of a conversation
+about one image, `<｜begin▁of▁sentence｜><｜User｜><｜image｜>\\n{prompt}
+<｜Assistant｜>{answer}<｜end▁of▁sentence｜>` followed by further
+`<｜User｜>{prompt}<｜Assistant｜>{answer}<｜end▁of▁sentence｜>` turns, the image
+placeholder expanded to 64 positions carrying the aligner output; loss on
+the answer and EOS tokens only. Each conversation is about a fresh "train"
+scene (index = step * B + i, so data never repeats and resumes exactly):
+with probability --caption-frac a caption prompt (scenes.CAPTION_PROMPTS)
+answered by the canonical caption, otherwise up to --turns of the scene's
+questions (sample_conversation). AdamW with linear warm-up and cosine decay to 10%, global
 grad-norm clip 1, fixed seeds; routed-expert gate biases follow DeepSeek's
 aux-loss-free rule (bias += rate * sign(mean load - load)) per step.
 """
@@ -92,36 +100,64 @@ def pixels_of(image: np.ndarray) -> torch.Tensor:
     return (x - 0.5) / 0.5
 
 
-def sample_item(split: str, index: int, seed: int, caption_frac: float, rng: random.Random,
-                image_size: int) -> Tuple[np.ndarray, str, str, str]:
-    """(image, qtype or "caption", prompt, answer) for scene `index`."""
+def sample_conversation(split: str, index: int, seed: int, caption_frac: float,
+                        max_turns: int, rng: random.Random, image_size: int
+                        ) -> Tuple[np.ndarray, List[Tuple[str, str, str]]]:
+    """(image, [(qtype or "caption", prompt, answer), ...]) for scene `index`.
+
+    With probability caption_frac the conversation is one caption turn.
+    Otherwise it is up to max_turns questions about the same image, one per
+    question type first (types in random order), then the rest shuffled: the
+    64 image positions are paid for once and supervise every answer. Captions
+    never share a conversation with questions, since a caption in context
+    would answer them without looking at the image."""
     sc = scenes.generate(split, index, seed, image_size)
     if rng.random() < caption_frac or not sc.qa:
-        return sc.image, "caption", rng.choice(scenes.CAPTION_PROMPTS), sc.captions[0]
+        return sc.image, [("caption", rng.choice(scenes.CAPTION_PROMPTS), sc.captions[0])]
     by_type: Dict[str, List[Tuple[str, str]]] = defaultdict(list)
     for qt, q, a in sc.qa:
         by_type[qt].append((q, a))
-    qt = rng.choice(sorted(by_type))
-    q, a = rng.choice(by_type[qt])
-    return sc.image, qt, q, a
+    if max_turns == 1:
+        qt = rng.choice(sorted(by_type))
+        return sc.image, [(qt,) + rng.choice(by_type[qt])]
+    firsts, rest = [], []
+    for qt in sorted(by_type):
+        qs = by_type[qt][:]
+        rng.shuffle(qs)
+        firsts.append((qt,) + qs[0])
+        rest += [(qt,) + x for x in qs[1:]]
+    rng.shuffle(firsts)
+    rng.shuffle(rest)
+    return sc.image, (firsts + rest)[:max_turns]
 
 
-def make_batch(tok: Tok, items, n_img: int):
-    """items: (image, qtype, prompt, answer) -> ids [B, T] (PAD-right),
-    targets [B, T] (-100 outside answer+EOS; target at t is token t+1),
-    pixels [B, 3, S, S]."""
-    seqs, starts = [], []
-    for _, _, p, a in items:
-        pi = prompt_ids(tok, p, n_img)
-        seqs.append(pi + tok.enc(a) + [EOS_ID])
-        starts.append(len(pi))
-    T = max(map(len, seqs))
+def conversation_ids(tok: Tok, turns, n_img: int) -> Tuple[List[int], List[int]]:
+    """Token ids of the chat-template rendering of `turns` (the image in the
+    first user message) and the index ranges [start, end) of every answer +
+    EOS span."""
+    ids: List[int] = []
+    spans = []
+    for k, (_, p, a) in enumerate(turns):
+        ids += prompt_ids(tok, p, n_img) if k == 0 else tok.enc("<｜User｜>" + p + "<｜Assistant｜>")
+        st = len(ids)
+        ids += tok.enc(a) + [EOS_ID]
+        spans.append((st, len(ids)))
+    return ids, spans
+
+
+def make_batch(tok: Tok, convs, n_img: int):
+    """convs: (image, turns) -> ids [B, T] (PAD-right), targets [B, T] (-100
+    outside the answer+EOS spans; the target at t is token t+1), pixels
+    [B, 3, S, S]."""
+    seqs = [conversation_ids(tok, turns, n_img) for _, turns in convs]
+    T = max(len(s) for s, _ in seqs)
     ids = torch.full((len(seqs), T), PAD_ID, dtype=torch.int64)
     tgt = torch.full((len(seqs), T), -100, dtype=torch.int64)
-    for b, (s, st) in enumerate(zip(seqs, starts)):
+    for b, (s, spans) in enumerate(seqs):
         ids[b, :len(s)] = torch.tensor(s)
-        tgt[b, st - 1:len(s) - 1] = torch.tensor(s[st:])
-    pix = torch.stack([pixels_of(it[0]) for it in items])
+        for st, en in spans:
+            tgt[b, st - 1:en - 1] = torch.tensor(s[st:en])
+    pix = torch.stack([pixels_of(c[0]) for c in convs])
     return ids, tgt, pix
 
 
@@ -227,27 +263,55 @@ def f1_caption(pred: str, gold: str) -> float:
     return 0.0 if tp == 0 else 2 * prec * rec / (prec + rec)
 
 
-def evaluate(model: TinyVLM, tok: Tok, items, batch: int = 64) -> Dict[str, float]:
+def scene_items(split: str, n_scenes: int, seed: int, image_size: int, first: int = 0
+                ) -> List[Tuple[np.ndarray, str, str, str]]:
+    """Every question of scenes first..first+n_scenes-1 plus one caption item
+    per scene (prompt "Describe the image."): the issue-7 evaluation set."""
+    out = []
+    for i in range(first, first + n_scenes):
+        sc = scenes.generate(split, i, seed, image_size)
+        out += [(sc.image, qt, q, a) for qt, q, a in sc.qa]
+        out.append((sc.image, "caption", "Describe the image.", sc.captions[0]))
+    return out
+
+
+def score(items, preds: List[str]) -> Dict[str, float]:
     """Accuracy per question type (exact match of the decoded answer), per
-    issue-7 group, caption exact match and attribute F1."""
+    issue-7 group, caption exact match and caption attribute F1; n_<key> is
+    the item count behind each figure."""
     hits: Dict[str, List[float]] = defaultdict(list)
-    # Captions decode ~30 tokens, answers <= 8: batch them apart.
-    items = sorted(items, key=lambda it: it[1] == "caption")
-    for i in range(0, len(items), batch):
-        chunk = items[i:i + batch]
-        max_new = 40 if any(it[1] == "caption" for it in chunk) else 10
-        outs = greedy_batch(model, tok, chunk, max_new)
-        for it, o in zip(chunk, outs):
-            pred = tok.dec(o)
-            ok = float(pred == it[3])
-            hits[it[1]].append(ok)
-            if it[1] == "caption":
-                hits["caption_f1"].append(f1_caption(pred, it[3]))
-            else:
-                hits["group_" + scenes.QTYPE_GROUP[it[1]]].append(ok)
-                hits["all_qa"].append(ok)
+    for it, pred in zip(items, preds):
+        ok = float(pred == it[3])
+        hits[it[1]].append(ok)
+        if it[1] == "caption":
+            hits["caption_f1"].append(f1_caption(pred, it[3]))
+        else:
+            hits["group_" + scenes.QTYPE_GROUP[it[1]]].append(ok)
+            hits["all_qa"].append(ok)
     return {k: sum(v) / len(v) for k, v in sorted(hits.items())} | {
         "n_" + k: len(v) for k, v in sorted(hits.items())}
+
+
+def greedy_answers(model: TinyVLM, tok: Tok, items, batch: int = 64,
+                   quant_sim: bool = False) -> List[str]:
+    """Decoded greedy answers of the Python model, in the order of `items`;
+    quant_sim: with DeepSeek's FP8 KV / FP4 indexer round trips (the
+    inference numerics the C engine implements), else plain f32."""
+    model.ref.quant_sim = quant_sim
+    order = sorted(range(len(items)), key=lambda i: items[i][1] == "caption")
+    preds: List[str] = [""] * len(items)
+    # Captions decode ~30 tokens, answers <= 8: batch them apart.
+    for i in range(0, len(order), batch):
+        chunk = [items[j] for j in order[i:i + batch]]
+        max_new = 40 if any(it[1] == "caption" for it in chunk) else 10
+        for j, o in zip(order[i:i + batch], greedy_batch(model, tok, chunk, max_new)):
+            preds[j] = tok.dec(o)
+    model.ref.quant_sim = False
+    return preds
+
+
+def evaluate(model: TinyVLM, tok: Tok, items, batch: int = 64) -> Dict[str, float]:
+    return score(items, greedy_answers(model, tok, items, batch))
 
 
 # --------------------------------------------------------------------------
@@ -272,8 +336,13 @@ def train(args) -> int:
         print(f"resumed from {ckpt} at step {step}", flush=True)
     else:
         torch.manual_seed(args.seed)
-        cfgj = model_config()
-        model = TinyVLM(cfgj, init_tensors(cfgj, args.seed))
+        cfgj = model_config(args.window)
+        if args.init_from:  # a new stage: earlier weights, this stage's config + schedule
+            tensors = torch.load(args.init_from)["tensors"]
+            print(f"initialised from {args.init_from}", flush=True)
+        else:
+            tensors = init_tensors(cfgj, args.seed)
+        model = TinyVLM(cfgj, tensors)
         opt = make_opt(model, args.lr, args.wd)
         step, extra = 0, {"minutes": 0.0}
         with open(log_path, "w", newline="") as f:
@@ -295,9 +364,10 @@ def train(args) -> int:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
         rng = random.Random(f"batch/{args.seed}/{step}")
-        items = [sample_item("train", step * args.batch + i, args.seed, args.caption_frac, rng,
-                             args.image_size) for i in range(args.batch)]
-        ids, tgt, pix = make_batch(tok, items, n_img)
+        convs = [sample_conversation("train", step * args.batch + i, args.seed,
+                                     args.caption_frac, args.turns, rng, args.image_size)
+                 for i in range(args.batch)]
+        ids, tgt, pix = make_batch(tok, convs, n_img)
         h, aux, loads = model.train_forward(ids, pix)
         m = tgt != -100
         loss = F.cross_entropy(model.logits(h[m]), tgt[m])
@@ -321,7 +391,8 @@ def train(args) -> int:
         if step % 10 == 0 or step == 1:
             print(f"step {step} loss {loss.item():.4f} aux {aux_l.item():.4f} "
                   f"gn {float(gn):.3f} {dt:.2f}s/step wall {wall:.1f} min", flush=True)
-        stop = (time.time() - t_start) / 60 >= args.max_minutes or step >= args.steps
+        stop = ((time.time() - t_start) / 60 >= args.max_minutes or step >= args.steps
+                or step == args.stop_at)
         if step % args.val_every == 0 or stop:
             t1 = time.time()
             met = evaluate(model, tok, val_items)
@@ -504,18 +575,29 @@ def plot_png(train_csv: Path, val_csv: Path, out: Path) -> None:
 # --------------------------------------------------------------------------
 
 
+# The issue-7 evaluation sets: fresh in-distribution scenes (split "val" far
+# past the indices training validates on, seed + 1) and the held-out
+# compositional split. tools/eval/eval_tiny.py uses the same sets.
+EVAL_SPLITS = (("val", 100000), ("heldout", 0))
+
+
+def eval_sets(n_scenes: int, seed: int) -> Dict[str, list]:
+    return {split: scene_items(split, n_scenes, seed + 1, 64, first)
+            for split, first in EVAL_SPLITS}
+
+
 def eval_cmd(args) -> int:
     torch.set_num_threads(args.threads)
     model, ck = load_model(Path(args.ckpt))
     tok = Tok()
     res = {"step": ck["step"]}
-    for split, first in (("val", 100000), ("heldout", 0)):
-        items = [it for it in eval_items(split, args.n, args.seed + 1, 64, first)]
+    sets = eval_sets(args.scenes, args.seed)
+    for split, items in sets.items():
         t0 = time.time()
         res[split] = evaluate(model, tok, items)
         print(split, json.dumps(res[split]), f"({time.time() - t0:.0f}s)", flush=True)
     if args.ref_n:
-        items = eval_items("val", args.ref_n, args.seed + 1, 64, 100000)
+        items = sets["val"][:args.ref_n]
         outs = greedy_batch(model, tok, items, 40)
         agree = 0
         for it, o in zip(items, outs):
@@ -541,6 +623,9 @@ def main() -> int:
     t.add_argument("--wd", type=float, default=0.05)
     t.add_argument("--warmup", type=int, default=200)
     t.add_argument("--caption-frac", type=float, default=0.2)
+    t.add_argument("--turns", type=int, default=8, help="max questions per conversation")
+    t.add_argument("--window", type=int, default=256, help="sliding_window of the new model")
+    t.add_argument("--init-from", help="start a new stage from this checkpoint's weights")
     t.add_argument("--aux-weight", type=float, default=0.1)
     t.add_argument("--bias-rate", type=float, default=1e-3)
     t.add_argument("--image-size", type=int, default=64)
@@ -548,12 +633,13 @@ def main() -> int:
     t.add_argument("--threads", type=int, default=1,
                    help="1: with the 2 cores shared, 2 OpenMP threads ran 5-10x slower")
     t.add_argument("--max-minutes", type=float, default=100.0)
+    t.add_argument("--stop-at", type=int, help="stop (and save) at this step")
     t.add_argument("--save-minutes", type=float, default=5.0)
     t.add_argument("--val-every", type=int, default=250)
     t.add_argument("--val-n", type=int, default=200)
     e = sub.add_parser("eval")
     e.add_argument("--ckpt", default=str(REPO / "build-train" / "ckpt.pt"))
-    e.add_argument("--n", type=int, default=1000)
+    e.add_argument("--scenes", type=int, default=1000, help="scenes per split")
     e.add_argument("--ref-n", type=int, default=0, help="items to cross-check with the "
                    "reference cached forward (quant_sim on)")
     e.add_argument("--seed", type=int, default=0)

@@ -50,10 +50,15 @@ IMAGE_ID, BOS_ID, EOS_ID, PAD_ID, USER_ID, ASSISTANT_ID = 5, 0, 1, 2, 3, 4
 NEG_INF = float("-inf")
 
 
-def model_config() -> dict:
+def model_config(window: int = 256) -> dict:
     """config.json of tessera-tiny: DeepSeek-V4 keys (as make_tiny_checkpoint
     writes them) plus Janus-Pro's vision_config / aligner_config with explicit
-    tower dimensions (the Tessera extension vision.py documents)."""
+    tower dimensions (the Tessera extension vision.py documents).
+
+    `window` is the sliding-attention window. It must cover the image and the
+    whole conversation: with 64 (stage 1) an answer ~80 tokens in no longer
+    saw the top image rows except through the compressed layers, and
+    existence / relation answers stayed at chance."""
     return {
         "architectures": ["DeepseekV4ForCausalLM"], "model_type": "deepseek_v4",
         "vocab_size": 3072, "hidden_size": 128, "moe_intermediate_size": 128,
@@ -63,7 +68,7 @@ def model_config() -> dict:
         "n_shared_experts": 1, "num_experts_per_tok": 2, "num_hash_layers": 1,
         "scoring_func": "sqrtsoftplus", "topk_method": "noaux_tc",
         "norm_topk_prob": True, "routed_scaling_factor": 1.5, "swiglu_limit": 10.0,
-        "hc_mult": 4, "hc_sinkhorn_iters": 20, "hc_eps": 1e-6, "sliding_window": 64,
+        "hc_mult": 4, "hc_sinkhorn_iters": 20, "hc_eps": 1e-6, "sliding_window": window,
         # layer 0 sliding (hash-routed), 1 CSA (m 4, indexer), 2 sliding, 3 HCA (m 8)
         "compress_ratios": [0, 4, 0, 8], "compress_rope_theta": 160000,
         "index_n_heads": 4, "index_head_dim": 32, "index_topk": 8,
@@ -247,7 +252,12 @@ class TinyVLM:
         pooled = (kv * sc.softmax(1)).sum(1)                                # [n, B, d]
         e = v4.rope_tail(rms_norm(pooled, cw.norm, self.ref.cfg.eps), freqs,
                          torch.arange(n) * m)
-        return e @ self.ref.hadamard if indexer else e
+        return self._fp4(e @ self.ref.hadamard) if indexer else self.ref._kv_quant(e)
+
+    def _fp4(self, x: Tensor) -> Tensor:
+        """The indexer's FP4 round trip when ref.quant_sim is on (evaluation
+        only: training runs with it off, the f32 numerics)."""
+        return v4.fp4_roundtrip(x) if self.ref.quant_sim else x
 
     def _attention(self, L: "v4.Layer", x: Tensor, aux: List[Tensor]) -> Tensor:
         """Batched prefill attention, x [B, T, D] (attn_norm output) -> [B, T, D].
@@ -264,7 +274,8 @@ class TinyVLM:
         q = (qr @ L.wq_b.T).view(T, B, H, HD)
         q = q * torch.rsqrt(q.pow(2).mean(-1, keepdim=True) + cfg.eps)
         q = v4.rope_tail(q, freqs, pos)
-        kv = v4.rope_tail(rms_norm(xt @ L.wkv.T, L.kv_norm, cfg.eps), freqs, pos)  # [T, B, HD]
+        kv = ref._kv_quant(v4.rope_tail(rms_norm(xt @ L.wkv.T, L.kv_norm, cfg.eps), freqs,
+                                        pos))                               # [T, B, HD]
         dd = pos[:, None] - pos[None, :]
         bias = torch.where((dd >= 0) & (dd < W), 0.0, NEG_INF)              # [T, T]
         scale = HD ** -0.5
@@ -299,7 +310,8 @@ class TinyVLM:
         xd, qd = xt.detach(), qr.detach()
         k = self._compress(L.idx_comp, xd, freqs, True)                     # [NE, B, ID]
         ne = k.shape[0]
-        q = v4.rope_tail((qd @ L.idx_wq_b.T).view(T, B, IH, ID), freqs, pos) @ ref.hadamard
+        q = self._fp4(v4.rope_tail((qd @ L.idx_wq_b.T).view(T, B, IH, ID), freqs, pos)
+                      @ ref.hadamard)
         w = (xd @ L.idx_wp.T) * (ID ** -0.5 * IH ** -0.5)                   # [T, B, IH]
         score = torch.einsum("tbh,tbhn->tbn", w,
                              torch.relu(torch.einsum("tbhd,nbd->tbhn", q, k)))
