@@ -14,10 +14,13 @@ Run with the project venv (Debian's torch + the `tokenizers` package):
     $PY tools/train/train_vlm.py train --out build-train --steps 6000 --lr 1.5e-3 \
         --caption-frac 0.35 --turns 1 --stop-at 2924 --max-minutes 100
     cp build-train/ckpt.pt build-train/ckpt_stage2.pt
-    # stage 3: stage 2's weights, window 256, up to 8 questions per image
-    $PY tools/train/train_vlm.py train --out build-train-3 \
-        --init-from build-train/ckpt_stage2.pt --steps 2400 --lr 1e-3 --warmup 100 \
-        --caption-frac 0.3 --max-minutes 115
+    # stage 3a: a fresh tower + aligner trained alone on patch attributes
+    $PY tools/train/train_vlm.py pretrain-tower --init-from build-train/ckpt_stage2.pt \
+        --out build-train-3a --steps 1500
+    # stage 3b: conversations of up to 8 questions per image, window 256,
+    # patch supervision kept on
+    $PY tools/train/train_vlm.py train --out build-train-3 --init-from build-train-3a/ckpt.pt \
+        --steps 1800 --lr 1e-3 --warmup 100 --caption-frac 0.3 --dense-weight 1 --max-minutes 100
     # Python-side accuracy per question type (val + held-out), with the reference
     $PY tools/train/train_vlm.py eval --ckpt build-train-3/ckpt.pt --scenes 1000
     # model directory (config.json, model.safetensors, tokenizer kept) + plot
@@ -102,8 +105,9 @@ def pixels_of(image: np.ndarray) -> torch.Tensor:
 
 def sample_conversation(split: str, index: int, seed: int, caption_frac: float,
                         max_turns: int, rng: random.Random, image_size: int
-                        ) -> Tuple[np.ndarray, List[Tuple[str, str, str]]]:
-    """(image, [(qtype or "caption", prompt, answer), ...]) for scene `index`.
+                        ) -> Tuple[np.ndarray, List[Tuple[str, str, str]], list]:
+    """(image, [(qtype or "caption", prompt, answer), ...], scene objects) for
+    scene `index`.
 
     With probability caption_frac the conversation is one caption turn.
     Otherwise it is up to max_turns questions about the same image, one per
@@ -113,13 +117,14 @@ def sample_conversation(split: str, index: int, seed: int, caption_frac: float,
     would answer them without looking at the image."""
     sc = scenes.generate(split, index, seed, image_size)
     if rng.random() < caption_frac or not sc.qa:
-        return sc.image, [("caption", rng.choice(scenes.CAPTION_PROMPTS), sc.captions[0])]
+        return (sc.image, [("caption", rng.choice(scenes.CAPTION_PROMPTS), sc.captions[0])],
+                sc.objects)
     by_type: Dict[str, List[Tuple[str, str]]] = defaultdict(list)
     for qt, q, a in sc.qa:
         by_type[qt].append((q, a))
     if max_turns == 1:
         qt = rng.choice(sorted(by_type))
-        return sc.image, [(qt,) + rng.choice(by_type[qt])]
+        return sc.image, [(qt,) + rng.choice(by_type[qt])], sc.objects
     firsts, rest = [], []
     for qt in sorted(by_type):
         qs = by_type[qt][:]
@@ -128,7 +133,7 @@ def sample_conversation(split: str, index: int, seed: int, caption_frac: float,
         rest += [(qt,) + x for x in qs[1:]]
     rng.shuffle(firsts)
     rng.shuffle(rest)
-    return sc.image, (firsts + rest)[:max_turns]
+    return sc.image, (firsts + rest)[:max_turns], sc.objects
 
 
 def conversation_ids(tok: Tok, turns, n_img: int) -> Tuple[List[int], List[int]]:
@@ -146,10 +151,10 @@ def conversation_ids(tok: Tok, turns, n_img: int) -> Tuple[List[int], List[int]]
 
 
 def make_batch(tok: Tok, convs, n_img: int):
-    """convs: (image, turns) -> ids [B, T] (PAD-right), targets [B, T] (-100
+    """convs: (image, turns, objects) -> ids [B, T] (PAD-right), targets [B, T] (-100
     outside the answer+EOS spans; the target at t is token t+1), pixels
     [B, 3, S, S]."""
-    seqs = [conversation_ids(tok, turns, n_img) for _, turns in convs]
+    seqs = [conversation_ids(tok, c[1], n_img) for c in convs]
     T = max(len(s) for s, _ in seqs)
     ids = torch.full((len(seqs), T), PAD_ID, dtype=torch.int64)
     tgt = torch.full((len(seqs), T), -100, dtype=torch.int64)
@@ -161,16 +166,64 @@ def make_batch(tok: Tok, convs, n_img: int):
     return ids, tgt, pix
 
 
+# Patch supervision (--dense-weight, stage 4 on): a linear probe on the image
+# embeddings the backbone receives must name, at the patch holding each
+# object's centre, that object's colour, shape and size, and "none"
+# elsewhere. Answers alone taught the tower colour statistics but not shapes
+# or which attributes go together, and existence / relation answers stayed
+# at chance through stages 1-3. The probe is training-only (not exported).
+DENSE_CLASSES = (("colour", sorted(scenes.COLOURS)), ("shape", list(scenes.SHAPES)),
+                 ("size", sorted(scenes.SIZES)))
+DENSE_NONE_WEIGHT = 0.1  # background patches outnumber objects ~20:1
+
+
+def patch_targets(objects, image_size: int, patch: int) -> torch.Tensor:
+    """[G*G, 3] class index + 1 per attribute (0 = no object centre there)."""
+    g = image_size // patch
+    t = torch.zeros(g * g, len(DENSE_CLASSES), dtype=torch.int64)
+    for o in objects:
+        cell = min(int(o.cy) // patch, g - 1) * g + min(int(o.cx) // patch, g - 1)
+        for a, (attr, names) in enumerate(DENSE_CLASSES):
+            t[cell, a] = names.index(getattr(o, attr)) + 1
+    return t
+
+
+def new_probe(dim: int, seed: int) -> Dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed + 7)
+    n = sum(len(names) + 1 for _, names in DENSE_CLASSES)
+    return {"weight": (torch.randn(n, dim, generator=g) * dim ** -0.5).requires_grad_(),
+            "bias": torch.zeros(n, requires_grad=True)}
+
+
+def dense_loss(probe: Dict[str, torch.Tensor], img: torch.Tensor, tgt: torch.Tensor
+               ) -> torch.Tensor:
+    """img [B, NI, D], tgt [B, NI, 3] -> weighted cross-entropy summed over
+    the three attributes."""
+    logits = img @ probe["weight"].T + probe["bias"]
+    w = torch.where(tgt > 0, 1.0, DENSE_NONE_WEIGHT)
+    loss, off = img.new_zeros(()), 0
+    for a, (_, names) in enumerate(DENSE_CLASSES):
+        n = len(names) + 1
+        ce = F.cross_entropy(logits[..., off:off + n].reshape(-1, n), tgt[..., a].reshape(-1),
+                             reduction="none")
+        loss = loss + (ce * w[..., a].reshape(-1)).sum() / w[..., a].sum()
+        off += n
+    return loss
+
+
 # --------------------------------------------------------------------------
 # checkpoints
 # --------------------------------------------------------------------------
 
 
-def save_ckpt(path: Path, model: TinyVLM, opt, step: int, args_d: dict, extra: dict) -> None:
+def save_ckpt(path: Path, model: TinyVLM, opt, step: int, args_d: dict, extra: dict,
+              probe: Optional[Dict[str, torch.Tensor]] = None) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"step": step, "tensors": {k: v.detach() for k, v in model.t.items()},
                 "opt": opt.state_dict() if opt is not None else None,
-                "config": model.cfgj, "args": args_d, "extra": extra}, tmp)
+                "config": model.cfgj, "args": args_d, "extra": extra,
+                "probe": None if probe is None else {k: v.detach() for k, v in probe.items()}},
+               tmp)
     os.replace(tmp, path)
 
 
@@ -179,16 +232,18 @@ def load_model(path: Path) -> Tuple[TinyVLM, dict]:
     return TinyVLM(ck["config"], {k: v.clone() for k, v in ck["tensors"].items()}), ck
 
 
-def make_opt(model: TinyVLM, lr: float, wd: float):
+def make_opt(model: TinyVLM, lr: float, wd: float,
+             probe: Optional[Dict[str, torch.Tensor]] = None):
     decay, no_decay = [], []
     for k, v in model.t.items():
         if not v.requires_grad:
             continue
         (decay if v.dim() >= 2 and "pos_embed" not in k and not k.endswith("_fn")
          else no_decay).append(v)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": wd},
-                              {"params": no_decay, "weight_decay": 0.0}],
-                             lr=lr, betas=(0.9, 0.98), eps=1e-8)
+    groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+    if probe is not None:
+        groups.append({"params": list(probe.values()), "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-8)
 
 
 def lr_at(step: int, total: int, peak: float, warm: int) -> float:
@@ -327,9 +382,12 @@ def train(args) -> int:
     log_path = out / "train_log.csv"
     val_path = out / "val_log.csv"
     tok = Tok()
+    probe = None
     if ckpt.exists():
         model, ck = load_model(ckpt)
-        opt = make_opt(model, args.lr, args.wd)
+        if ck.get("probe") is not None:
+            probe = {k: v.clone().requires_grad_() for k, v in ck["probe"].items()}
+        opt = make_opt(model, args.lr, args.wd, probe)
         opt.load_state_dict(ck["opt"])
         step = ck["step"]
         extra = ck.get("extra", {})
@@ -337,17 +395,22 @@ def train(args) -> int:
     else:
         torch.manual_seed(args.seed)
         cfgj = model_config(args.window)
+        init = {}
         if args.init_from:  # a new stage: earlier weights, this stage's config + schedule
-            tensors = torch.load(args.init_from)["tensors"]
+            init = torch.load(args.init_from)
+            tensors = init["tensors"]
             print(f"initialised from {args.init_from}", flush=True)
         else:
             tensors = init_tensors(cfgj, args.seed)
         model = TinyVLM(cfgj, tensors)
-        opt = make_opt(model, args.lr, args.wd)
+        if args.dense_weight > 0:  # the tower stage's probe carries on
+            probe = ({k: v.clone().requires_grad_() for k, v in init["probe"].items()}
+                     if init.get("probe") is not None else new_probe(cfgj["hidden_size"], args.seed))
+        opt = make_opt(model, args.lr, args.wd, probe)
         step, extra = 0, {"minutes": 0.0}
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(["step", "loss", "aux", "lr", "grad_norm", "sec_per_step",
-                                    "wall_min"])
+                                    "wall_min"] + (["dense"] if probe is not None else []))
         with open(val_path, "w", newline="") as f:
             csv.writer(f).writerow(["step", "wall_min", "metrics_json"])
     n_params = sum(v.numel() for v in model.t.values() if v.is_floating_point())
@@ -356,7 +419,8 @@ def train(args) -> int:
     t_start = time.time()
     minutes0 = extra.get("minutes", 0.0)
     last_save = time.time()
-    params = model.parameters()
+    params = model.parameters() + (list(probe.values()) if probe is not None else [])
+    patch = model.vcfg.patch_size
     biases = [L.gate_bias for L in model.ref.layers if not L.hash]
     n_img = model.n_img
     while step < args.steps:
@@ -368,12 +432,17 @@ def train(args) -> int:
                                      args.caption_frac, args.turns, rng, args.image_size)
                  for i in range(args.batch)]
         ids, tgt, pix = make_batch(tok, convs, n_img)
-        h, aux, loads = model.train_forward(ids, pix)
+        h, aux, loads, img = model.train_forward(ids, pix)
         m = tgt != -100
         loss = F.cross_entropy(model.logits(h[m]), tgt[m])
         aux_l = torch.stack(aux).sum() if aux else torch.zeros(())
+        total = loss + args.aux_weight * aux_l
+        if probe is not None:
+            dense = dense_loss(probe, img, torch.stack(
+                [patch_targets(c[2], args.image_size, patch) for c in convs]))
+            total = total + args.dense_weight * dense
         opt.zero_grad(set_to_none=True)
-        (loss + args.aux_weight * aux_l).backward()
+        total.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         with torch.no_grad():  # aux-loss-free balancing of the non-hash layers
@@ -387,10 +456,12 @@ def train(args) -> int:
         with open(log_path, "a", newline="") as f:
             csv.writer(f).writerow([step, f"{loss.item():.5f}", f"{aux_l.item():.5f}",
                                     f"{opt.param_groups[0]['lr']:.3e}", f"{float(gn):.4f}",
-                                    f"{dt:.3f}", f"{wall:.2f}"])
+                                    f"{dt:.3f}", f"{wall:.2f}"]
+                                   + ([f"{dense.item():.5f}"] if probe is not None else []))
         if step % 10 == 0 or step == 1:
             print(f"step {step} loss {loss.item():.4f} aux {aux_l.item():.4f} "
-                  f"gn {float(gn):.3f} {dt:.2f}s/step wall {wall:.1f} min", flush=True)
+                  + (f"dense {dense.item():.4f} " if probe is not None else "")
+                  + f"gn {float(gn):.3f} {dt:.2f}s/step wall {wall:.1f} min", flush=True)
         stop = ((time.time() - t_start) / 60 >= args.max_minutes or step >= args.steps
                 or step == args.stop_at)
         if step % args.val_every == 0 or stop:
@@ -403,7 +474,7 @@ def train(args) -> int:
                 csv.writer(f).writerow([step, f"{wall:.2f}", json.dumps(met)])
         if stop or time.time() - last_save > args.save_minutes * 60:
             extra["minutes"] = minutes0 + (time.time() - t_start) / 60
-            save_ckpt(ckpt, model, opt, step, vars(args), extra)
+            save_ckpt(ckpt, model, opt, step, vars(args), extra, probe)
             last_save = time.time()
             print(f"saved {ckpt} at step {step}", flush=True)
         if stop:
@@ -478,7 +549,7 @@ def check_dir(d: Path, model: TinyVLM) -> None:
         ref.embed = SplicedEmbed(ref.embed, rows)
         lg = ref.forward(ids)
         mine = model.ref_logits(ids, pix)
-        h, _, _ = model.train_forward(ids[None], pix[None])
+        h, _, _, _ = model.train_forward(ids[None], pix[None])
         tr = model.logits(h[0])
     print(f"reload check: max |ref(dir) - ref(ckpt)| = {float((lg - mine).abs().max()):.3g}, "
           f"max |train_forward - ref| = {float((tr - mine).abs().max()):.3g}")
@@ -612,6 +683,70 @@ def eval_cmd(args) -> int:
     return 0
 
 
+def pretrain_tower(args) -> int:
+    """Stage 3a: a fresh vision tower + aligner (init_tensors, --seed) trained
+    alone on the patch supervision, the backbone tensors carried over from
+    --init-from untouched. Data: train scenes 10,000,000 + step * batch + i
+    (disjoint from the conversation stages' indices). Writes --out/ckpt.pt
+    (with the probe) for `train --init-from`; prints the probe's accuracy
+    on object patches of 256 val scenes every 100 steps."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    ck = torch.load(args.init_from)
+    cfgj = ck["config"]
+    fresh = init_tensors(cfgj, args.seed)
+    tensors = {k: (fresh[k] if k.startswith(("vision_model.", "aligner.")) else v)
+               for k, v in ck["tensors"].items()}
+    model = TinyVLM(cfgj, tensors)
+    probe = new_probe(cfgj["hidden_size"], args.seed)
+    tower = [v for k, v in model.t.items()
+             if k.startswith(("vision_model.", "aligner.")) and v.requires_grad]
+    opt = torch.optim.AdamW([{"params": tower, "weight_decay": args.wd},
+                             {"params": list(probe.values()), "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
+    patch, size = model.vcfg.patch_size, args.image_size
+    val = [scenes.generate("val", 5000 + i, args.seed, size) for i in range(256)]
+    val_pix = torch.stack([pixels_of(sc.image) for sc in val])
+    val_tgt = torch.stack([patch_targets(sc.objects, size, patch) for sc in val])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    for step in range(args.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
+        batch = [scenes.generate("train", 10_000_000 + step * args.batch + i, args.seed, size)
+                 for i in range(args.batch)]
+        loss = dense_loss(probe, model.image_embeds(torch.stack([pixels_of(sc.image) for sc in batch])),
+                          torch.stack([patch_targets(sc.objects, size, patch) for sc in batch]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tower + list(probe.values()), 1.0)
+        opt.step()
+        if (step + 1) % 100 == 0 or step + 1 == args.steps:
+            with torch.no_grad():
+                acc = dense_accuracy(probe, model.image_embeds(val_pix), val_tgt)
+            print(f"step {step + 1} loss {loss.item():.4f} object-patch accuracy " +
+                  " ".join(f"{k} {v:.3f}" for k, v in acc.items()) +
+                  f" wall {(time.time() - t0) / 60:.1f} min", flush=True)
+    save_ckpt(out / "ckpt.pt", model, None, 0, vars(args),
+              {"minutes": 0.0, "tower_minutes": (time.time() - t0) / 60}, probe)
+    print(f"saved {out / 'ckpt.pt'}", flush=True)
+    return 0
+
+
+def dense_accuracy(probe: Dict[str, torch.Tensor], img: torch.Tensor, tgt: torch.Tensor
+                   ) -> Dict[str, float]:
+    """Probe accuracy per attribute on the patches holding an object centre."""
+    logits = img @ probe["weight"].T + probe["bias"]
+    res, off = {}, 0
+    for a, (attr, names) in enumerate(DENSE_CLASSES):
+        n = len(names) + 1
+        obj = tgt[..., a] > 0
+        res[attr] = float((logits[..., off:off + n].argmax(-1)[obj] == tgt[..., a][obj]).float().mean())
+        off += n
+    return res
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -626,6 +761,8 @@ def main() -> int:
     t.add_argument("--turns", type=int, default=8, help="max questions per conversation")
     t.add_argument("--window", type=int, default=256, help="sliding_window of the new model")
     t.add_argument("--init-from", help="start a new stage from this checkpoint's weights")
+    t.add_argument("--dense-weight", type=float, default=0.0,
+                   help="weight of the patch supervision of the image embeddings (new runs)")
     t.add_argument("--aux-weight", type=float, default=0.1)
     t.add_argument("--bias-rate", type=float, default=1e-3)
     t.add_argument("--image-size", type=int, default=64)
@@ -637,6 +774,17 @@ def main() -> int:
     t.add_argument("--save-minutes", type=float, default=5.0)
     t.add_argument("--val-every", type=int, default=250)
     t.add_argument("--val-n", type=int, default=200)
+    tw = sub.add_parser("pretrain-tower")
+    tw.add_argument("--init-from", required=True, help="checkpoint whose backbone is kept")
+    tw.add_argument("--out", required=True)
+    tw.add_argument("--steps", type=int, default=1500)
+    tw.add_argument("--batch", type=int, default=64)
+    tw.add_argument("--lr", type=float, default=2e-3)
+    tw.add_argument("--wd", type=float, default=0.05)
+    tw.add_argument("--warmup", type=int, default=50)
+    tw.add_argument("--image-size", type=int, default=64)
+    tw.add_argument("--seed", type=int, default=0)
+    tw.add_argument("--threads", type=int, default=1)
     e = sub.add_parser("eval")
     e.add_argument("--ckpt", default=str(REPO / "build-train" / "ckpt.pt"))
     e.add_argument("--scenes", type=int, default=1000, help="scenes per split")
@@ -650,7 +798,8 @@ def main() -> int:
     x.add_argument("--model-dir", default=str(REPO / "models" / "tessera-tiny"))
     x.add_argument("--check", action="store_true")
     args = ap.parse_args()
-    return {"train": train, "eval": eval_cmd, "export": export}[args.cmd](args)
+    return {"train": train, "pretrain-tower": pretrain_tower, "eval": eval_cmd,
+            "export": export}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -359,19 +359,22 @@ class TinyVLM:
         pre = torch.sigmoid(v4.hc_mixes(X, fn, cfg.eps) * scale + base) + cfg.hc_eps
         return rms_norm((pre[..., None] * X).sum(1), ref.norm, cfg.eps).view(B, T, D)
 
-    def embed_inputs(self, ids: Tensor, pixels: Tensor) -> Tensor:
-        """ids [B, T] with NI image placeholders per row, pixels [B, 3, S, S]."""
+    def embed_inputs(self, ids: Tensor, img: Tensor) -> Tensor:
+        """ids [B, T] with NI image placeholders per row, img [B, NI, D] the
+        aligner outputs spliced over them."""
         x0 = self.t["embed.weight"][ids]
-        img = self.image_embeds(pixels)                                     # [B, NI, D]
         mask = ids == IMAGE_ID
         return x0.masked_scatter(mask[..., None], img.to(x0.dtype))
 
     def train_forward(self, ids: Tensor, pixels: Tensor
-                      ) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
+                      ) -> Tuple[Tensor, List[Tensor], List[Tensor], Tensor]:
+        """-> final hidden [B, T, D], indexer KL terms, expert loads, and the
+        image embeddings [B, NI, D] (for the trainer's patch supervision)."""
         aux: List[Tensor] = []
         loads: List[Tensor] = []
-        h = self.hidden(self.embed_inputs(ids, pixels), ids, aux, loads)
-        return h, aux, loads
+        img = self.image_embeds(pixels)
+        h = self.hidden(self.embed_inputs(ids, img), ids, aux, loads)
+        return h, aux, loads, img
 
     def logits(self, h: Tensor) -> Tensor:
         return h @ self.t["head.weight"].T
