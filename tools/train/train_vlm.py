@@ -52,7 +52,6 @@ import random
 import struct
 import sys
 import time
-import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -62,7 +61,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vlm_model import (ASSISTANT_ID, EOS_ID, IMAGE_ID, PAD_ID, REPO, TinyVLM,  # noqa: E402
+from vlm_model import (EOS_ID, IMAGE_ID, PAD_ID, REPO, TinyVLM,  # noqa: E402
                        init_tensors, model_config)
 
 import scenes  # noqa: E402  (tools/data, on sys.path via vlm_model)

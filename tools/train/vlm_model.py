@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools" / "reference"))
@@ -43,7 +42,7 @@ sys.path.insert(0, str(REPO / "tools" / "data"))
 import deepseek_v4 as v4  # noqa: E402
 import make_tiny_checkpoint as mtc  # noqa: E402
 import vision as vis  # noqa: E402
-from deepseek import hadamard, rms_norm  # noqa: E402
+from deepseek import rms_norm  # noqa: E402
 
 Tensor = torch.Tensor
 IMAGE_ID, BOS_ID, EOS_ID, PAD_ID, USER_ID, ASSISTANT_ID = 5, 0, 1, 2, 3, 4
