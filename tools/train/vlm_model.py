@@ -49,7 +49,7 @@ IMAGE_ID, BOS_ID, EOS_ID, PAD_ID, USER_ID, ASSISTANT_ID = 5, 0, 1, 2, 3, 4
 NEG_INF = float("-inf")
 
 
-def model_config(window: int = 256) -> dict:
+def model_config(window: int = 256, head_dim: int = 32) -> dict:
     """config.json of tessera-tiny: DeepSeek-V4 keys (as make_tiny_checkpoint
     writes them) plus Janus-Pro's vision_config / aligner_config with explicit
     tower dimensions (the Tessera extension vision.py documents).
@@ -57,12 +57,13 @@ def model_config(window: int = 256) -> dict:
     `window` is the sliding-attention window. It must cover the image and the
     whole conversation: with 64 (stage 1) an answer ~80 tokens in no longer
     saw the top image rows except through the compressed layers, and
-    existence / relation answers stayed at chance."""
+    existence / relation answers stayed at chance. `head_dim` is the width of
+    the one shared KV head (keys are values in V4)."""
     return {
         "architectures": ["DeepseekV4ForCausalLM"], "model_type": "deepseek_v4",
         "vocab_size": 3072, "hidden_size": 128, "moe_intermediate_size": 128,
         "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 1,
-        "head_dim": 32, "qk_rope_head_dim": 8, "q_lora_rank": 64,
+        "head_dim": head_dim, "qk_rope_head_dim": 8, "q_lora_rank": 64,
         "o_groups": 2, "o_lora_rank": 32, "n_routed_experts": 8,
         "n_shared_experts": 1, "num_experts_per_tok": 2, "num_hash_layers": 1,
         "scoring_func": "sqrtsoftplus", "topk_method": "noaux_tc",
