@@ -204,6 +204,7 @@ tsr_status tsr_eng_generate(tsr_eng_seq *seq, const int32_t *prompt, int64_t n_p
         if (last) break;
         st = tsr_eng_decode(seq, tok, logits, err);
         if (st != TSR_OK) break;
+        result->n_decoded++;
     }
     result->gen_seconds = now_seconds() - t1;
 done:

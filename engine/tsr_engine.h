@@ -395,6 +395,8 @@ typedef struct tsr_eng_gen_result {
     tsr_eng_finish finish;
     int64_t n_prompt;    /* prompt tokens prefilled */
     int64_t n_generated; /* tokens passed to on_token (stop token excluded) */
+    int64_t n_decoded;   /* decode steps run (the first token comes from the prefill;
+                            a step that only produced the stop token counts) */
     int32_t stop_id;     /* the stop token, or -1 */
     int stop_string;     /* index of the matched stop string, or -1 */
     double prompt_seconds; /* prefill wall time */

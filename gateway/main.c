@@ -241,6 +241,20 @@ static bool print_token(void *user, int32_t id, const char *text, size_t len) {
 
 /* tessera run: exit 0 with the generation on stdout and timings on stderr,
  * 1 on a model or runtime error, 2 on bad usage. */
+/* The stderr summary of `run` and `ask`. The first generated token comes
+ * from the prefill's logits, so the generation rate is decode steps (the one
+ * that produced the stop token included) over the generation time. */
+static void report_speed(const tsr_eng_gen_result *res) {
+    double pt = res->prompt_seconds > 0 ? res->prompt_seconds : 1e-9;
+    double gt = res->gen_seconds > 0 ? res->gen_seconds : 1e-9;
+    fprintf(stderr,
+            "prompt: %lld tokens in %.3f s (%.1f tok/s); generation: %lld tokens in %.3f s "
+            "(%lld decode steps, %.1f steps/s); finish: %s\n",
+            (long long)res->n_prompt, res->prompt_seconds, (double)res->n_prompt / pt,
+            (long long)res->n_generated, res->gen_seconds, (long long)res->n_decoded,
+            (double)res->n_decoded / gt, tsr_eng_finish_name(res->finish));
+}
+
 static int cmd_run(int argc, char **argv) {
     run_opts o;
     int rc = parse_run(argc, argv, &o);
@@ -336,17 +350,7 @@ static int cmd_run(int argc, char **argv) {
     }
     printf("\n");
     fflush(stdout);
-    double pt = res.prompt_seconds > 0 ? res.prompt_seconds : 1e-9;
-    double gt = res.gen_seconds > 0 ? res.gen_seconds : 1e-9;
-    /* The first generated token comes from the prefill's logits: generation
-     * speed counts the decode steps after it. */
-    int64_t decoded = res.n_generated > 1 ? res.n_generated - 1 : 0;
-    fprintf(stderr,
-            "prompt: %lld tokens in %.3f s (%.1f tok/s); generation: %lld tokens in %.3f s "
-            "(%.1f tok/s); finish: %s\n",
-            (long long)res.n_prompt, res.prompt_seconds, (double)res.n_prompt / pt,
-            (long long)res.n_generated, res.gen_seconds, (double)decoded / gt,
-            tsr_eng_finish_name(res.finish));
+    report_speed(&res);
     rc = 0;
     goto done;
 fail:
@@ -613,15 +617,8 @@ static int cmd_ask(int argc, char **argv, bool caption) {
     }
     printf("\n");
     fflush(stdout);
-    double pt = res.prompt_seconds > 0 ? res.prompt_seconds : 1e-9;
-    double gt = res.gen_seconds > 0 ? res.gen_seconds : 1e-9;
-    int64_t decoded = res.n_generated > 1 ? res.n_generated - 1 : 0;
-    fprintf(stderr,
-            "images: %d (%lld image tokens); prompt: %lld tokens in %.3f s (%.1f tok/s); "
-            "generation: %lld tokens in %.3f s (%.1f tok/s); finish: %s\n",
-            n_images, (long long)p.n_rows, (long long)res.n_prompt, res.prompt_seconds,
-            (double)res.n_prompt / pt, (long long)res.n_generated, res.gen_seconds,
-            (double)decoded / gt, tsr_eng_finish_name(res.finish));
+    fprintf(stderr, "images: %d (%lld image tokens); ", n_images, (long long)p.n_rows);
+    report_speed(&res);
     rc = 0;
     goto done;
 fail:

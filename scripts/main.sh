@@ -9,9 +9,9 @@ cd "$here"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
 ./build/tessera version
-echo "Q: What is below the large black star?  (docs/examples/ex3_relation.png)"
+echo "Q: How many shapes are there?  (docs/examples/ex2_count.png)"
 printf 'A: '
-./build/tessera ask -m models/tessera-tiny -i docs/examples/ex3_relation.png \
-  -p "What is below the large black star?" -n 16
+./build/tessera ask -m models/tessera-tiny -i docs/examples/ex2_count.png \
+  -p "How many shapes are there?" -n 16
 echo
 exec ./build/tessera serve -m models/tessera-tiny --port "${TESSERA_PORT:-8080}"

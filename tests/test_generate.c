@@ -223,9 +223,11 @@ static void test_generate_greedy_matches_golden(void) {
     TSR_CHECK_EQ_INT(r.n_generated, GREEDY);
     int agree = 0;
     while (agree < s.n && s.ids[agree] == f.greedy[agree]) agree++;
+    /* Finish length: the last token needs no decode step after it. */
+    TSR_CHECK_EQ_INT(r.n_decoded, GREEDY - 1);
     printf("  generate: %d/%d greedy tokens agree with the golden; prefill %.2f ms, "
-           "%.0f tok/s decode\n", agree, GREEDY, 1e3 * r.prompt_seconds,
-           (double)(r.n_generated - 1) / (r.gen_seconds > 0 ? r.gen_seconds : 1e-9));
+           "%.0f decode steps/s\n", agree, GREEDY, 1e3 * r.prompt_seconds,
+           (double)r.n_decoded / (r.gen_seconds > 0 ? r.gen_seconds : 1e-9));
     TSR_CHECK_EQ_INT(agree, GREEDY);
     TSR_CHECK(r.prompt_seconds > 0.0 && r.gen_seconds > 0.0);
 
@@ -240,6 +242,7 @@ static void test_generate_greedy_matches_golden(void) {
     TSR_CHECK_EQ_INT(r.finish, TSR_ENG_FINISH_STOP);
     TSR_CHECK_EQ_INT(r.stop_id, stop);
     TSR_CHECK_EQ_INT(r.n_generated, first);
+    TSR_CHECK_EQ_INT(r.n_decoded, first); /* the step that produced the stop id counts */
     TSR_CHECK_EQ_INT(s2.n, first);
 
     /* An aborting callback. */
