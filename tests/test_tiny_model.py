@@ -26,7 +26,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import http.client
 import numpy as np
 import openai
 from PIL import Image
@@ -37,6 +36,8 @@ SRC = Path(os.environ.get("TSR_SOURCE_DIR", Path(__file__).resolve().parent.pare
 MODEL = SRC / "models" / "tessera-tiny"
 EXAMPLES = SRC / "docs" / "examples"
 sys.path.insert(0, str(SRC / "tools" / "train"))
+sys.path.insert(0, str(SRC / "tools" / "eval"))
+import eval_tiny  # noqa: E402
 
 
 def data_url(data: bytes, mime: str) -> str:
@@ -44,17 +45,11 @@ def data_url(data: bytes, mime: str) -> str:
 
 
 def http_ask(port: int, url: str, question: str, max_tokens: int) -> str:
-    """What the README's curl example sends."""
-    body = {"model": "tiny", "temperature": 0, "max_tokens": max_tokens,
-            "messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": url}},
-                {"type": "text", "text": question}]}]}
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    c.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
-    r = c.getresponse()
-    data = r.read()
-    check(r.status == 200, f"HTTP {r.status}: {data[:300]!r}")
-    return json.loads(data)["choices"][0]["message"]["content"].strip()
+    """What the README's curl example sends (tools/eval's request)."""
+    try:
+        return eval_tiny.ask_image(port, url, question, max_tokens)
+    except RuntimeError as e:
+        check(False, str(e))
 
 
 def main():

@@ -46,6 +46,24 @@ TARGETS = {"group_attribute": 0.95, "group_count": 0.90, "group_relation": 0.85,
            "caption_f1": 0.95}
 
 
+def ask_image(port: int, url: str, question: str, max_tokens: int) -> str:
+    """One image (a data URL) and one question to /v1/chat/completions at
+    temperature 0, as the README's curl example sends them; the answer text.
+    Raises RuntimeError on a non-200 answer."""
+    body = {"model": "tiny", "temperature": 0, "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": url}},
+                {"type": "text", "text": question}]}]}
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    c.request("POST", "/v1/chat/completions", json.dumps(body),
+              {"Content-Type": "application/json"})
+    r = c.getresponse()
+    data = r.read()
+    if r.status != 200:
+        raise RuntimeError(f"HTTP {r.status}: {data[:300]!r}")
+    return json.loads(data)["choices"][0]["message"]["content"].strip()
+
+
 class Server:
     """`tessera serve` on a free loopback port, stopped with SIGTERM."""
 
@@ -67,23 +85,13 @@ class Server:
                 if c.getresponse().status == 200:
                     return
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)  # not listening yet, or 503 while the model loads
         raise SystemExit("tessera serve not ready within 60 s")
 
     def ask(self, png: bytes, question: str, max_tokens: int) -> str:
-        url = "data:image/png;base64," + base64.b64encode(png).decode()
-        body = {"model": "tiny", "temperature": 0, "max_tokens": max_tokens,
-                "messages": [{"role": "user", "content": [
-                    {"type": "image_url", "image_url": {"url": url}},
-                    {"type": "text", "text": question}]}]}
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
-        c.request("POST", "/v1/chat/completions", json.dumps(body),
-                  {"Content-Type": "application/json"})
-        r = c.getresponse()
-        data = r.read()
-        if r.status != 200:
-            raise RuntimeError(f"HTTP {r.status}: {data[:300]!r}")
-        return json.loads(data)["choices"][0]["message"]["content"].strip()
+        return ask_image(self.port, "data:image/png;base64," + base64.b64encode(png).decode(),
+                         question, max_tokens)
 
     def stop(self) -> None:
         self.proc.terminate()

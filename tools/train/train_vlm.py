@@ -107,6 +107,11 @@ def pixels_of(image: np.ndarray) -> torch.Tensor:
     return (x - 0.5) / 0.5
 
 
+def pixel_batch(images) -> torch.Tensor:
+    """[B, 3, S, S] of pixels_of each image."""
+    return torch.stack([pixels_of(im) for im in images])
+
+
 def sample_conversation(split: str, index: int, seed: int, caption_frac: float,
                         max_turns: int, rng: random.Random, image_size: int
                         ) -> Tuple[np.ndarray, List[Tuple[str, str, str]], list]:
@@ -166,19 +171,20 @@ def make_batch(tok: Tok, convs, n_img: int):
         ids[b, :len(s)] = torch.tensor(s)
         for st, en in spans:
             tgt[b, st - 1:en - 1] = torch.tensor(s[st:en])
-    pix = torch.stack([pixels_of(c[0]) for c in convs])
-    return ids, tgt, pix
+    return ids, tgt, pixel_batch(c[0] for c in convs)
 
 
-# Patch supervision (--dense-weight, stage 4 on): a linear probe on the image
-# embeddings the backbone receives must name, at the patch holding each
-# object's centre, that object's colour, shape and size, and "none"
-# elsewhere. Answers alone taught the tower colour statistics but not shapes
-# or which attributes go together, and existence / relation answers stayed
-# at chance through stages 1-3. The probe is training-only (not exported).
+# Patch supervision (pretrain-tower, and --dense-weight from stage 3b on): a
+# linear probe on the image embeddings the backbone receives must name, at
+# the patch holding each object's centre, that object's colour, shape and
+# size, and "none" elsewhere. Answers alone (stages 1-2) taught the tower
+# colour statistics but not shapes: 29% of object patches. The probe is
+# training-only (not exported).
 DENSE_CLASSES = (("colour", sorted(scenes.COLOURS)), ("shape", list(scenes.SHAPES)),
                  ("size", sorted(scenes.SIZES)))
 DENSE_NONE_WEIGHT = 0.1  # background patches outnumber objects ~20:1
+# The model's tower and aligner tensors (what pretrain-tower trains).
+TOWER_PREFIXES = ("vision_model.", "aligner.")
 
 
 def patch_targets(objects, image_size: int, patch: int) -> torch.Tensor:
@@ -192,6 +198,18 @@ def patch_targets(objects, image_size: int, patch: int) -> torch.Tensor:
     return t
 
 
+def patch_target_batch(object_lists, image_size: int, patch: int) -> torch.Tensor:
+    """[B, G*G, 3] of patch_targets per scene's objects."""
+    return torch.stack([patch_targets(objs, image_size, patch) for objs in object_lists])
+
+
+def probe_of(ck: dict) -> Optional[Dict[str, torch.Tensor]]:
+    """A checkpoint's probe as trainable tensors (None if it has none)."""
+    if ck.get("probe") is None:
+        return None
+    return {k: v.clone().requires_grad_() for k, v in ck["probe"].items()}
+
+
 def new_probe(dim: int, seed: int) -> Dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed + 7)
     n = sum(len(names) + 1 for _, names in DENSE_CLASSES)
@@ -199,20 +217,37 @@ def new_probe(dim: int, seed: int) -> Dict[str, torch.Tensor]:
             "bias": torch.zeros(n, requires_grad=True)}
 
 
+def probe_logits(probe: Dict[str, torch.Tensor], img: torch.Tensor):
+    """img [B, NI, D] -> (attribute index, name, logits [B, NI, classes + 1])
+    for each of DENSE_CLASSES."""
+    logits = img @ probe["weight"].T + probe["bias"]
+    off = 0
+    for a, (attr, names) in enumerate(DENSE_CLASSES):
+        yield a, attr, logits[..., off:off + len(names) + 1]
+        off += len(names) + 1
+
+
 def dense_loss(probe: Dict[str, torch.Tensor], img: torch.Tensor, tgt: torch.Tensor
                ) -> torch.Tensor:
     """img [B, NI, D], tgt [B, NI, 3] -> weighted cross-entropy summed over
     the three attributes."""
-    logits = img @ probe["weight"].T + probe["bias"]
     w = torch.where(tgt > 0, 1.0, DENSE_NONE_WEIGHT)
-    loss, off = img.new_zeros(()), 0
-    for a, (_, names) in enumerate(DENSE_CLASSES):
-        n = len(names) + 1
-        ce = F.cross_entropy(logits[..., off:off + n].reshape(-1, n), tgt[..., a].reshape(-1),
+    loss = img.new_zeros(())
+    for a, _, lg in probe_logits(probe, img):
+        ce = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), tgt[..., a].reshape(-1),
                              reduction="none")
         loss = loss + (ce * w[..., a].reshape(-1)).sum() / w[..., a].sum()
-        off += n
     return loss
+
+
+def dense_accuracy(probe: Dict[str, torch.Tensor], img: torch.Tensor, tgt: torch.Tensor
+                   ) -> Dict[str, float]:
+    """Probe accuracy per attribute on the patches holding an object centre."""
+    res = {}
+    for a, attr, lg in probe_logits(probe, img):
+        obj = tgt[..., a] > 0
+        res[attr] = float((lg.argmax(-1)[obj] == tgt[..., a][obj]).float().mean())
+    return res
 
 
 def separate_answer_rows(tok: Tok, head: torch.Tensor, words: List[str], seed: int) -> None:
@@ -224,9 +259,10 @@ def separate_answer_rows(tok: Tok, head: torch.Tensor, words: List[str], seed: i
     W_no| 0.06 against row norms 0.8): the hidden state at a yes/no answer
     gets gradient only along that difference, so with it near zero the
     state stopped depending on the image and the question (std 0.6% of its
-    norm across items) and every yes/no answer sat at the 52/48 prior, a
-    saddle that more steps did not leave. Separated rows give the backbone
-    a gradient again; the rows relearn in a few steps."""
+    norm across items) and every yes/no answer sat at the 52/48 prior.
+    Separating them was meant to give the backbone a gradient again; in the
+    one run that tried it (from stage 3b, 258 steps) the answers stayed at
+    the prior, so the shipped stages do not use it (model card)."""
     g = torch.Generator().manual_seed(seed + 11)
     ids = []
     for w in words:
@@ -313,7 +349,7 @@ def greedy_batch(model: TinyVLM, tok: Tok, items, max_new: int) -> List[List[int
     ids = torch.full((len(items), T), PAD_ID, dtype=torch.int64)
     for b, p in enumerate(prompts):
         ids[b, :len(p)] = torch.tensor(p)
-    pix = torch.stack([pixels_of(it[0]) for it in items])
+    pix = pixel_batch(it[0] for it in items)
     x_img = model.image_embeds(pix)
     out = [[] for _ in items]
     done = torch.zeros(len(items), dtype=torch.bool)
@@ -382,16 +418,18 @@ def greedy_answers(model: TinyVLM, tok: Tok, items, batch: int = 64,
     """Decoded greedy answers of the Python model, in the order of `items`;
     quant_sim: with DeepSeek's FP8 KV / FP4 indexer round trips (the
     inference numerics the C engine implements), else plain f32."""
-    model.ref.quant_sim = quant_sim
     order = sorted(range(len(items)), key=lambda i: items[i][1] == "caption")
     preds: List[str] = [""] * len(items)
-    # Captions decode ~30 tokens, answers <= 8: batch them apart.
-    for i in range(0, len(order), batch):
-        chunk = [items[j] for j in order[i:i + batch]]
-        max_new = 40 if any(it[1] == "caption" for it in chunk) else 10
-        for j, o in zip(order[i:i + batch], greedy_batch(model, tok, chunk, max_new)):
-            preds[j] = tok.dec(o)
-    model.ref.quant_sim = False
+    model.ref.quant_sim = quant_sim
+    try:
+        # Captions decode ~30 tokens, answers <= 8: batch them apart.
+        for i in range(0, len(order), batch):
+            chunk = [items[j] for j in order[i:i + batch]]
+            max_new = 40 if any(it[1] == "caption" for it in chunk) else 10
+            for j, o in zip(order[i:i + batch], greedy_batch(model, tok, chunk, max_new)):
+                preds[j] = tok.dec(o)
+    finally:
+        model.ref.quant_sim = False  # training runs the f32 numerics
     return preds
 
 
@@ -415,8 +453,7 @@ def train(args) -> int:
     probe = None
     if ckpt.exists():
         model, ck = load_model(ckpt)
-        if ck.get("probe") is not None:
-            probe = {k: v.clone().requires_grad_() for k, v in ck["probe"].items()}
+        probe = probe_of(ck)
         opt = make_opt(model, args.lr, args.wd, probe)
         opt.load_state_dict(ck["opt"])
         step = ck["step"]
@@ -435,15 +472,14 @@ def train(args) -> int:
         if args.init_tower_from:  # a fresh backbone over an already trained tower
             init = torch.load(args.init_tower_from)
             tensors.update({k: v for k, v in init["tensors"].items()
-                            if k.startswith(("vision_model.", "aligner."))})
+                            if k.startswith(TOWER_PREFIXES)})
             print(f"tower and aligner from {args.init_tower_from}", flush=True)
         if args.separate_answers:
             separate_answer_rows(tok, tensors["head.weight"], args.separate_answers.split(","),
                                  args.seed)
         model = TinyVLM(cfgj, tensors)
         if args.dense_weight > 0:  # the tower stage's probe carries on
-            probe = ({k: v.clone().requires_grad_() for k, v in init["probe"].items()}
-                     if init.get("probe") is not None else new_probe(cfgj["hidden_size"], args.seed))
+            probe = probe_of(init) or new_probe(cfgj["hidden_size"], args.seed)
         opt = make_opt(model, args.lr, args.wd, probe)
         step, extra = 0, {"minutes": 0.0}
         with open(log_path, "w", newline="") as f:
@@ -476,8 +512,8 @@ def train(args) -> int:
         aux_l = torch.stack(aux).sum() if aux else torch.zeros(())
         total = loss + args.aux_weight * aux_l
         if probe is not None:
-            dense = dense_loss(probe, img, torch.stack(
-                [patch_targets(c[2], args.image_size, patch) for c in convs]))
+            dense = dense_loss(probe, img,
+                               patch_target_batch((c[2] for c in convs), args.image_size, patch))
             total = total + args.dense_weight * dense
         opt.zero_grad(set_to_none=True)
         total.backward()
@@ -760,19 +796,19 @@ def pretrain_tower(args) -> int:
     ck = torch.load(args.init_from)
     cfgj = ck["config"]
     fresh = init_tensors(cfgj, args.seed)
-    tensors = {k: (fresh[k] if k.startswith(("vision_model.", "aligner.")) else v)
+    tensors = {k: (fresh[k] if k.startswith(TOWER_PREFIXES) else v)
                for k, v in ck["tensors"].items()}
     model = TinyVLM(cfgj, tensors)
     probe = new_probe(cfgj["hidden_size"], args.seed)
     tower = [v for k, v in model.t.items()
-             if k.startswith(("vision_model.", "aligner.")) and v.requires_grad]
+             if k.startswith(TOWER_PREFIXES) and v.requires_grad]
     opt = torch.optim.AdamW([{"params": tower, "weight_decay": args.wd},
                              {"params": list(probe.values()), "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
     patch, size = model.vcfg.patch_size, args.image_size
     val = [scenes.generate("val", 5000 + i, args.seed, size) for i in range(256)]
-    val_pix = torch.stack([pixels_of(sc.image) for sc in val])
-    val_tgt = torch.stack([patch_targets(sc.objects, size, patch) for sc in val])
+    val_pix = pixel_batch(sc.image for sc in val)
+    val_tgt = patch_target_batch((sc.objects for sc in val), size, patch)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -781,8 +817,8 @@ def pretrain_tower(args) -> int:
             g["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
         batch = [scenes.generate("train", 10_000_000 + step * args.batch + i, args.seed, size)
                  for i in range(args.batch)]
-        loss = dense_loss(probe, model.image_embeds(torch.stack([pixels_of(sc.image) for sc in batch])),
-                          torch.stack([patch_targets(sc.objects, size, patch) for sc in batch]))
+        loss = dense_loss(probe, model.image_embeds(pixel_batch(sc.image for sc in batch)),
+                          patch_target_batch((sc.objects for sc in batch), size, patch))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(tower + list(probe.values()), 1.0)
@@ -797,19 +833,6 @@ def pretrain_tower(args) -> int:
               {"minutes": 0.0, "tower_minutes": (time.time() - t0) / 60}, probe)
     print(f"saved {out / 'ckpt.pt'}", flush=True)
     return 0
-
-
-def dense_accuracy(probe: Dict[str, torch.Tensor], img: torch.Tensor, tgt: torch.Tensor
-                   ) -> Dict[str, float]:
-    """Probe accuracy per attribute on the patches holding an object centre."""
-    logits = img @ probe["weight"].T + probe["bias"]
-    res, off = {}, 0
-    for a, (attr, names) in enumerate(DENSE_CLASSES):
-        n = len(names) + 1
-        obj = tgt[..., a] > 0
-        res[attr] = float((logits[..., off:off + n].argmax(-1)[obj] == tgt[..., a][obj]).float().mean())
-        off += n
-    return res
 
 
 def main() -> int:
