@@ -180,6 +180,39 @@ class TestScenes(unittest.TestCase):
                 n[qtype] += 1
         print("questions checked per type:", dict(n))
 
+    def test_referents_name_the_objects_asked_about(self):
+        """scenes.referents (the targets of training's attention supervision)
+        against the answers: the subject of an attribute question has the
+        answered attribute, counts are the answers, a "no" names nothing."""
+        n = 0
+        for sc in self.train + text_scenes("heldout", 500):
+            objs = sc.objects
+            for qtype, q, a in sc.qa:
+                refs = scenes.referents(qtype, q, a, objs)
+                where = (sc.split, sc.index, q, refs)
+                if qtype in ("colour", "shape", "size"):
+                    self.assertEqual(len(refs), 1, where)
+                    self.assertEqual(len(refs[0]), 1, where)
+                    self.assertEqual(getattr(objs[refs[0][0]], qtype), a, where)
+                elif qtype == "exist":
+                    self.assertEqual(bool(refs[0]), a == "yes", where)
+                elif qtype == "count":
+                    self.assertEqual(scenes.NUMBERS[len(refs[0])], a, where)
+                else:  # relation, relation_what: one object each side
+                    self.assertEqual([len(r) for r in refs], [1, 1], where)
+                    first, second = objs[refs[0][0]], objs[refs[1][0]]
+                    word = re.search(REL, q)[1]
+                    if qtype == "relation":
+                        self.assertEqual(rel(first, second, word), a == "yes", where)
+                    else:
+                        self.assertTrue(rel(first, second, word), where)
+                        self.assertTrue(a.endswith(first.phrase()), where)
+                n += 1
+        self.assertGreater(n, 15000)
+        self.assertEqual(scenes.descriptions("Is the red circle small or large?"),
+                         [{"colour": "red", "shape": "circle"}])
+        self.assertEqual(scenes.descriptions("How many shapes are there?"), [{}])
+
     def test_captions_match_objects(self):
         for sc in self.train:
             full = Counter((o.size, o.colour, o.shape) for o in sc.objects)

@@ -515,6 +515,65 @@ def questions(objs: Sequence[Object], rng: random.Random, split: str) -> List[Tu
 
 # ---------------------------------------------------------------- API
 
+_GENERIC = ("object", "objects", "shapes")
+
+
+def description_runs(words: Sequence[str]) -> List[Tuple[Dict[str, str], List[int]]]:
+    """The object descriptions in a question or answer split into words, in
+    order, each as ({attribute: value}, [word indices]): "Is the small red
+    circle left of the star?" -> [({size: small, colour: red, shape:
+    circle}, [2, 3, 4]), ({shape: star}, [8])]. A description is a run of
+    size, colour and shape words (plural shapes and "object"/"shapes"
+    included); "small or large" asks for a size and names none."""
+    words = [w.lower().strip("?,") for w in words]
+    out: List[Tuple[Dict[str, str], List[int]]] = []
+    run: Optional[Tuple[Dict[str, str], List[int]]] = None
+    for i, w in enumerate(words):
+        if w in SIZES and "or" in words[max(i - 1, 0):i + 2]:
+            w = ""  # "small or large": the question, not a description
+        shape = _SINGULAR.get(w, w)
+        attr = ("size" if w in SIZES else "colour" if w in COLOURS
+                else "shape" if shape in SHAPES else "any" if w in _GENERIC else None)
+        if attr is None:
+            run = None
+            continue
+        if run is None:
+            run = ({}, [])
+            out.append(run)
+        if attr != "any":
+            run[0][attr] = shape if attr == "shape" else w
+        run[1].append(i)
+    return out
+
+
+def descriptions(text: str) -> List[Dict[str, str]]:
+    """description_runs of a text, without the word indices."""
+    return [d for d, _ in description_runs(text.split())]
+
+
+def matching(desc: Dict[str, str], objs: Sequence[Object]) -> List[int]:
+    """Indices of the objects that fit a description from descriptions()."""
+    return [i for i, o in enumerate(objs) if all(getattr(o, a) == v for a, v in desc.items())]
+
+
+def referents(qtype: str, question: str, answer: str, objs: Sequence[Object]
+              ) -> List[List[int]]:
+    """The objects a question is about, as index lists: [subject] for the
+    attribute, existence and count questions (empty when a "no" existence
+    question names nothing present), [a, b] for "is the a left of the b",
+    and [answer object, b] for "what is left of the b". Training uses them
+    to supervise where the answer position attends."""
+    descs = descriptions(question)
+    if qtype == "relation":
+        return [matching(descs[0], objs), matching(descs[1], objs)]
+    if qtype == "relation_what":
+        b = matching(descs[-1], objs)
+        rel = next(f for w, f in RELATIONS.items() if f" {w} " in f" {question} ")
+        return [[a for a in matching(descriptions(answer)[0], objs)
+                 if any(rel(objs[a], objs[j]) for j in b)], b]
+    return [matching(descs[0], objs)]
+
+
 def generate(split: str, index: int, seed: int = 0, image_size: int = 64,
              render_image: bool = True) -> Scene:
     """The scene number `index` of `split` for `seed`; a pure function of its

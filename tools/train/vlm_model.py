@@ -206,6 +206,10 @@ class TinyVLM:
         self.vcfg = vision_config(cfgj)
         self.vis = vis.VisionModel(self.vcfg, tensors)
         self.n_img = cfgj["num_image_tokens"]
+        # Training's attention supervision: the layers whose probabilities
+        # _attention keeps, [T, B, H, keys] (window keys first), in `captured`.
+        self.capture_layers: Tuple[int, ...] = ()
+        self.captured: Dict[int, Tensor] = {}
 
     def _build_ref(self) -> "v4.DeepSeekV4":
         """deepseek_v4.DeepSeekV4's own constructor, reading our tensors: its
@@ -293,6 +297,9 @@ class TinyVLM:
             se = se.masked_fill(~keep[:, :, None, :], NEG_INF)
             s = torch.cat([s, se], -1)
         p = v4.softmax_with_sink(s.reshape(T * B, H, -1), L.sink).view(T, B, H, -1)
+        for li in self.capture_layers:
+            if L is ref.layers[li]:
+                self.captured[li] = p
         o = torch.einsum("tbhs,sbd->tbhd", p[..., :T], kv)
         if ent is not None and ent.shape[0]:
             o = o + torch.einsum("tbhn,nbd->tbhd", p[..., T:], ent)
