@@ -1,0 +1,113 @@
+#!/usr/bin/python3
+"""Where tessera-tiny looks when it answers: the figures behind the model
+card's "What it cannot do".
+
+For N val questions of each type (one question per scene, val scenes from
+100000 with seed 1, as tools/eval draws them), at the position that
+predicts the answer:
+  - first-token accuracy of the greedy answer;
+  - text hop: the mass layer --text-layer's supervised heads put on the
+    question's description words (train_vlm.attention_targets);
+  - image hop: the mass layer --attn-layer's supervised heads put on the
+    named objects' centre patches, or on the sink for a "no";
+and for existence questions the image hop split by answer plus the
+yes-minus-no logit gap.
+
+    .venv/bin/python tools/train/diagnose_lookup.py --ckpt build-train-4b/ckpt.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train_vlm as tv  # noqa: E402
+from vlm_model import IMAGE_ID  # noqa: E402
+
+import scenes  # noqa: E402  (tools/data, on sys.path via vlm_model)
+
+
+def val_questions(keep, n: int):
+    """The first question `keep(qtype, question)` accepts from each val scene,
+    n conversations of one turn."""
+    convs, index = [], 100000
+    while len(convs) < n:
+        sc = scenes.generate("val", index, 1, 64)
+        index += 1
+        for qt, q, a in sc.qa:
+            if keep(qt, q):
+                convs.append((sc.image, [(qt, q, a)], sc.objects))
+                break
+    return convs
+
+
+class Probe:
+    def __init__(self, ckpt: Path, text_layer: int, attn_layer: int):
+        self.model, _ = tv.load_model(ckpt)
+        self.tok = tv.Tok()
+        self.layers = {"text": text_layer, "image": attn_layer}
+        self.model.capture_layers = (text_layer, attn_layer)
+        self.image_start = tv.prompt_ids(self.tok, "", self.model.n_img).index(IMAGE_ID)
+
+    def run(self, convs):
+        """-> (answer-position hidden [N, D], its logits [N, V], attention
+        targets, the supervised heads' captured probabilities per hop)."""
+        ids, _, pix = tv.make_batch(self.tok, convs, self.model.n_img)
+        with torch.no_grad():
+            h, *_ = self.model.train_forward(ids, pix)
+        at = torch.tensor([tv.conversation_ids(self.tok, c[1], self.model.n_img)[1][0][0] - 1
+                           for c in convs])
+        h = h[torch.arange(len(convs)), at]
+        targets = tv.attention_targets(self.tok, convs, self.model.n_img, self.image_start, 64, 8,
+                                       ids.shape[1])
+        probs = {}
+        for kind, (rows, mask, _) in targets.items():
+            p = self.model.captured[self.layers[kind]]
+            probs[kind] = p[rows[:, 0], rows[:, 1], rows[:, 2]][:, :mask.shape[1]]
+        return h, self.model.logits(h), targets, probs
+
+
+def hop_mass(targets, probs):
+    """Per supervised row: mass on the target keys, or the sink's mass."""
+    _, mask, sink = targets
+    return torch.where(sink, 1.0 - probs.sum(-1), (probs * mask).sum(-1))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ckpt", required=True)
+    ap.add_argument("--n", type=int, default=64, help="questions per type")
+    ap.add_argument("--text-layer", type=int, default=0)
+    ap.add_argument("--attn-layer", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    pr = Probe(Path(args.ckpt), args.text_layer, args.attn_layer)
+    tok = pr.tok
+    for qtype in scenes.QTYPES:
+        convs = val_questions(lambda qt, q: qt == qtype, args.n)
+        _, logits, targets, probs = pr.run(convs)
+        first = [tok.dec([int(i)]) for i in logits.argmax(-1)]
+        acc = sum(f == c[1][0][2].split()[0] for f, c in zip(first, convs)) / len(convs)
+        print(f"{qtype:14s} first-token accuracy {acc:.2f}   text hop {hop_mass(targets['text'], probs['text']).mean():.2f}"
+              f"   image hop {hop_mass(targets['image'], probs['image']).mean():.2f}")
+        if qtype == "exist":
+            _, mask, sink = targets["image"]
+            on = (probs["image"] * mask).sum(-1)
+            out = 1.0 - probs["image"].sum(-1)
+            yes_no = logits[:, tok.enc("yes")[0]] - logits[:, tok.enc("no")[0]]
+            said_yes = torch.tensor([c[1][0][2] == "yes" for c in convs])
+            print(f"{'':14s} 'yes' items: {on[~sink].mean():.2f} on the object, {out[~sink].mean():.2f} on the sink;"
+                  f" 'no' items: {out[sink].mean():.2f} on the sink")
+            print(f"{'':14s} logit(yes) - logit(no): 'yes' items {yes_no[said_yes].mean():.2f}"
+                  f" ± {yes_no[said_yes].std():.2f}, 'no' items {yes_no[~said_yes].mean():.2f}"
+                  f" ± {yes_no[~said_yes].std():.2f}")
+
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
