@@ -239,8 +239,6 @@ static bool print_token(void *user, int32_t id, const char *text, size_t len) {
     return true;
 }
 
-/* tessera run: exit 0 with the generation on stdout and timings on stderr,
- * 1 on a model or runtime error, 2 on bad usage. */
 /* The stderr summary of `run` and `ask`. The first generated token comes
  * from the prefill's logits, so the generation rate is decode steps (the one
  * that produced the stop token included) over the generation time. */
@@ -255,6 +253,8 @@ static void report_speed(const tsr_eng_gen_result *res) {
             (double)res->n_decoded / gt, tsr_eng_finish_name(res->finish));
 }
 
+/* tessera run: exit 0 with the generation on stdout and timings on stderr,
+ * 1 on a model or runtime error, 2 on bad usage. */
 static int cmd_run(int argc, char **argv) {
     run_opts o;
     int rc = parse_run(argc, argv, &o);

@@ -31,12 +31,12 @@ from vlm_model import IMAGE_ID  # noqa: E402
 import scenes  # noqa: E402  (tools/data, on sys.path via vlm_model)
 
 
-def val_questions(keep, n: int):
+def val_questions(keep, n: int, image_size: int):
     """The first question `keep(qtype, question)` accepts from each val scene,
     n conversations of one turn."""
     convs, index = [], 100000
     while len(convs) < n:
-        sc = scenes.generate("val", index, 1, 64)
+        sc = scenes.generate("val", index, 1, image_size)
         index += 1
         for qt, q, a in sc.qa:
             if keep(qt, q):
@@ -56,14 +56,14 @@ class Probe:
     def run(self, convs):
         """-> (answer-position hidden [N, D], its logits [N, V], attention
         targets, the supervised heads' captured probabilities per hop)."""
-        ids, _, pix = tv.make_batch(self.tok, convs, self.model.n_img)
+        ids, _, pix, seqs = tv.make_batch(self.tok, convs, self.model.n_img)
         with torch.no_grad():
             h, *_ = self.model.train_forward(ids, pix)
-        at = torch.tensor([tv.conversation_ids(self.tok, c[1], self.model.n_img)[1][0][0] - 1
-                           for c in convs])
+        at = torch.tensor([spans[0][0] - 1 for _, spans in seqs])
         h = h[torch.arange(len(convs)), at]
-        targets = tv.attention_targets(self.tok, convs, self.model.n_img, self.image_start, 64, 8,
-                                       ids.shape[1])
+        vc = self.model.vcfg
+        targets = tv.attention_targets(self.tok, convs, seqs, self.image_start, vc.image_size,
+                                       vc.patch_size, ids.shape[1])
         probs = {}
         for kind, (rows, mask, _) in targets.items():
             p = self.model.captured[self.layers[kind]]
@@ -88,7 +88,7 @@ def main() -> int:
     pr = Probe(Path(args.ckpt), args.text_layer, args.attn_layer)
     tok = pr.tok
     for qtype in scenes.QTYPES:
-        convs = val_questions(lambda qt, q: qt == qtype, args.n)
+        convs = val_questions(lambda qt, q: qt == qtype, args.n, pr.model.vcfg.image_size)
         _, logits, targets, probs = pr.run(convs)
         first = [tok.dec([int(i)]) for i in logits.argmax(-1)]
         acc = sum(f == c[1][0][2].split()[0] for f, c in zip(first, convs)) / len(convs)

@@ -170,7 +170,7 @@ def conversation_ids(tok: Tok, turns, n_img: int) -> Tuple[List[int], List[int]]
 def make_batch(tok: Tok, convs, n_img: int):
     """convs: (image, turns, objects) -> ids [B, T] (PAD-right), targets [B, T] (-100
     outside the answer+EOS spans; the target at t is token t+1), pixels
-    [B, 3, S, S]."""
+    [B, 3, S, S], and each conversation's conversation_ids (ids, spans)."""
     seqs = [conversation_ids(tok, c[1], n_img) for c in convs]
     T = max(len(s) for s, _ in seqs)
     ids = torch.full((len(seqs), T), PAD_ID, dtype=torch.int64)
@@ -179,7 +179,7 @@ def make_batch(tok: Tok, convs, n_img: int):
         ids[b, :len(s)] = torch.tensor(s)
         for st, en in spans:
             tgt[b, st - 1:en - 1] = torch.tensor(s[st:en])
-    return ids, tgt, pixel_batch(c[0] for c in convs)
+    return ids, tgt, pixel_batch(c[0] for c in convs), seqs
 
 
 # Patch supervision (pretrain-tower, and --dense-weight from stage 3b on): a
@@ -230,10 +230,11 @@ def patch_target_batch(object_lists, image_size: int, patch: int) -> torch.Tenso
 # alone plateaued at 44% of the mass on the right object, and on the image
 # for "no" questions, for want of the first hop. tools/train/
 # diagnose_lookup.py measures both hops.
-def attention_targets(tok: "Tok", convs, n_img: int, image_start: int, image_size: int,
+def attention_targets(tok: "Tok", convs, seqs, image_start: int, image_size: int,
                       patch: int, T: int):
-    """-> {"text": targets, "image": targets}, each (positions [N, 3] of (t,
-    b, head), key mask [N, T], sink [N])."""
+    """convs and their conversation_ids `seqs` (make_batch's) -> {"text":
+    targets, "image": targets}, each (positions [N, 3] of (t, b, head), key
+    mask [N, T], sink [N])."""
     out = {"text": ([], [], []), "image": ([], [], [])}
 
     def add(kind, t, b, head, keys):
@@ -243,8 +244,7 @@ def attention_targets(tok: "Tok", convs, n_img: int, image_start: int, image_siz
         out[kind][1].append(m)
         out[kind][2].append(not keys)
 
-    for b, (_, turns, objs) in enumerate(convs):
-        ids, spans = conversation_ids(tok, turns, n_img)
+    for b, ((_, turns, objs), (ids, spans)) in enumerate(zip(convs, seqs)):
         turn_start = 0
         for (qtype, question, answer), (st, en) in zip(turns, spans):
             if qtype != "caption":
@@ -598,14 +598,14 @@ def train(args) -> int:
         convs = [sample_conversation("train", step * args.batch + i, args.seed,
                                      args.caption_frac, args.turns, rng, args.image_size)
                  for i in range(args.batch)]
-        ids, tgt, pix = make_batch(tok, convs, n_img)
+        ids, tgt, pix, seqs = make_batch(tok, convs, n_img)
         h, aux, loads, img = model.train_forward(ids, pix)
         m = tgt != -100
         loss = F.cross_entropy(model.logits(h[m]), tgt[m])
         aux_l = torch.stack(aux).sum() if aux else torch.zeros(())
         total = loss + args.aux_weight * aux_l
         if args.attn_weight > 0:
-            tg = attention_targets(tok, convs, n_img, image_start, args.image_size, patch,
+            tg = attention_targets(tok, convs, seqs, image_start, args.image_size, patch,
                                    ids.shape[1])
             attn = (attention_loss(model.captured[args.attn_layer], tg["image"])
                     + attention_loss(model.captured[args.text_layer], tg["text"]))
