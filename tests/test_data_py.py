@@ -444,6 +444,35 @@ class TestTokenizer(unittest.TestCase):
             print(f"tokenizer retrained in {dt:.1f} s: identical files")
 
 
+# ------------------------------------------------------ training targets
+
+class TestPositionTargets(unittest.TestCase):
+    """train_vlm's position supervision (stage 4c): every patch's grid (row,
+    col) in [-1, 1], read linearly off its image embedding."""
+
+    def test_grid_and_loss(self):
+        import torch
+        sys.path.insert(0, str(ROOT / "tools" / "train"))
+        import train_vlm as tv
+        grid = tv.patch_grid(64)
+        self.assertEqual(grid.shape, (64, 2))
+        self.assertEqual(grid[0].tolist(), [-1.0, -1.0])
+        self.assertEqual(grid[63].tolist(), [1.0, 1.0])
+        self.assertAlmostEqual(grid[9, 0].item(), -1 + 2 / 7, places=6)  # row 1
+        self.assertAlmostEqual(grid[9, 1].item(), -1 + 2 / 7, places=6)  # col 1
+        self.assertEqual(grid[7].tolist(), [-1.0, 1.0])  # top right: row 0, col 7
+        probe = tv.new_position_probe(16)
+        img = torch.randn(3, 64, 16)
+        centres = torch.zeros(3, 64, dtype=torch.bool)
+        # a zero probe's loss is the targets' mean square: 2 (1 + 25 + 9 + 1) / 49 / 8
+        self.assertAlmostEqual(tv.position_loss(probe, img, centres, 1.0).item(), 24 / 56, places=5)
+        centres[:, 0] = True  # only the top-left patch (target (-1, -1)) counts
+        self.assertAlmostEqual(tv.position_loss(probe, img, centres, 0.0).item(), 1.0, places=6)
+        img[..., :2] = grid  # embeddings that carry (row, col) in two features
+        probe["position_weight"].data[:, :2] = torch.eye(2)
+        self.assertLess(tv.position_loss(probe, img, centres, 0.1).item(), 1e-12)
+
+
 if __name__ == "__main__":
     t0 = time.perf_counter()
     prog = unittest.main(exit=False, verbosity=2)

@@ -11,7 +11,9 @@ predicts the answer:
   - image hop: the mass layer --attn-layer's supervised heads put on the
     named objects' centre patches, or on the sink for a "no";
 and for existence questions the image hop split by answer plus the
-yes-minus-no logit gap.
+yes-minus-no logit gap; and how much of the objects' positions their
+centre patches' image embeddings carry linearly (position_fit), which
+relations compare.
 
     .venv/bin/python tools/train/diagnose_lookup.py --ckpt build-train-4b/ckpt.pt
 """
@@ -77,6 +79,26 @@ def hop_mass(targets, probs):
     return torch.where(sink, 1.0 - probs.sum(-1), (probs * mask).sum(-1))
 
 
+def position_fit(model, n_fit: int, n_test: int):
+    """R^2 on val scenes of the least-squares map, fitted on train scenes,
+    from an object's centre-patch image embedding to its centre (x, y)."""
+    vc = model.vcfg
+
+    def objects(split, start, n):
+        scs = [scenes.generate(split, start + i, 1, vc.image_size) for i in range(n)]
+        with torch.no_grad():
+            img = model.image_embeds(tv.pixel_batch(s.image for s in scs))
+        rows = [(img[b, tv.centre_cell(o, vc.image_size, vc.patch_size)], (o.cx, o.cy))
+                for b, s in enumerate(scs) for o in s.objects]
+        x = torch.stack([r[0] for r in rows])
+        return torch.cat([x, torch.ones(len(x), 1)], 1), torch.tensor([r[1] for r in rows])
+
+    a, y = objects("train", 0, n_fit)
+    a2, y2 = objects("val", 100000, n_test)
+    pred = a2 @ torch.linalg.lstsq(a, y.float()).solution
+    return 1 - ((pred - y2) ** 2).sum(0) / ((y2 - y2.mean(0)) ** 2).sum(0)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ckpt", required=True)
@@ -105,7 +127,8 @@ def main() -> int:
             print(f"{'':14s} logit(yes) - logit(no): 'yes' items {yes_no[said_yes].mean():.2f}"
                   f" ± {yes_no[said_yes].std():.2f}, 'no' items {yes_no[~said_yes].mean():.2f}"
                   f" ± {yes_no[~said_yes].std():.2f}")
-
+    r2 = position_fit(pr.model, 8 * args.n, 4 * args.n)
+    print(f"object centre from its patch embedding (least squares): R^2 x {r2[0]:.2f}, y {r2[1]:.2f}")
     return 0
 
 
