@@ -472,6 +472,36 @@ class TestPositionTargets(unittest.TestCase):
         probe["position_weight"].data[:, :2] = torch.eye(2)
         self.assertLess(tv.position_loss(probe, img, centres, 0.1).item(), 1e-12)
 
+    def test_relation_position_targets(self):
+        """The two centres supervised at a relation's answer position agree
+        with its answer, at the token that predicts it."""
+        sys.path.insert(0, str(ROOT / "tools" / "train"))
+        import train_vlm as tv
+        tok = tv.Tok(MODEL / "tokenizer.json")
+        convs = []
+        for i in range(60):
+            sc = scenes.generate("train", i, 0, 64)
+            turns = [qa for qa in sc.qa if qa[0] in ("relation", "relation_what", "colour")][:4]
+            convs.append((sc.image, turns, sc.objects))
+        ids, tgt, _, seqs = tv.make_batch(tok, convs, 64)
+        rows, targets = tv.relation_position_targets(convs, seqs, 64)
+        expected = [(b, qa) for b, c in enumerate(convs) for qa in c[1] if qa[0] != "colour"]
+        self.assertEqual(rows.shape[0], len(expected))
+        self.assertGreater(len(expected), 60)
+        self.assertTrue(bool((targets.abs() <= 1).all()))
+        checked = 0
+        for (t, b), xy, (b2, (qtype, question, answer)) in zip(rows.tolist(), targets, expected):
+            self.assertEqual(b, b2)
+            first = tok.enc(answer)[0]
+            self.assertEqual(int(tgt[b, t]), first)  # position t predicts the answer
+            said = {"yes": True, "no": False}.get(answer, True)  # relation_what: "a" <rel> "b"
+            for word, (axis, sign) in {"left of": (0, 1), "right of": (0, -1),
+                                       "above": (1, 1), "below": (1, -1)}.items():
+                if f" {word} " in f" {question} ":
+                    self.assertEqual(bool(sign * (xy[axis + 2] - xy[axis]) > 0), said, question)
+                    checked += 1
+        self.assertEqual(checked, len(expected))
+
 
 if __name__ == "__main__":
     t0 = time.perf_counter()

@@ -210,6 +210,10 @@ class TinyVLM:
         # _attention keeps, [T, B, H, keys] (window keys first), in `captured`.
         self.capture_layers: Tuple[int, ...] = ()
         self.captured: Dict[int, Tensor] = {}
+        # ... and the layers whose attention outputs [B, T, D] hidden keeps,
+        # in `attn_outputs` (the relation-position supervision reads them).
+        self.capture_outputs: Tuple[int, ...] = ()
+        self.attn_outputs: Dict[int, Tensor] = {}
 
     def _build_ref(self) -> "v4.DeepSeekV4":
         """deepseek_v4.DeepSeekV4's own constructor, reading our tensors: its
@@ -355,9 +359,11 @@ class TinyVLM:
         B, T, D = x0.shape
         X = x0.reshape(B * T, 1, D).repeat(1, cfg.hc, 1)                   # [BT, NH, D]
         fids = ids.reshape(-1)
-        for L in ref.layers:
+        for i, L in enumerate(ref.layers):
             u, post, comb = v4.hc_pre(X, *L.hc["attn"], cfg)
             a = self._attention(L, rms_norm(u, L.attn_norm, cfg.eps).view(B, T, D), aux)
+            if i in self.capture_outputs:
+                self.attn_outputs[i] = a.view(B, T, D)
             X = v4.hc_post(a.reshape(B * T, D), X, post, comb)
             u, post, comb = v4.hc_pre(X, *L.hc["ffn"], cfg)
             X = v4.hc_post(self._moe(L, rms_norm(u, L.ffn_norm, cfg.eps), fids, loads),
