@@ -718,7 +718,8 @@ def train(args) -> int:
             attn = (attention_loss(model.captured[args.attn_layer], tg["image"])
                     + attention_loss(model.captured[args.text_layer], tg["text"]))
             total = total + args.attn_weight * attn
-        patch_tgt = patch_target_batch((c[2] for c in convs), args.image_size, patch)
+        if probe is not None:
+            patch_tgt = patch_target_batch((c[2] for c in convs), args.image_size, patch)
         if args.dense_weight > 0:
             dense = dense_loss(probe, img, patch_tgt)
             total = total + args.dense_weight * dense

@@ -207,11 +207,11 @@ class TinyVLM:
         self.vis = vis.VisionModel(self.vcfg, tensors)
         self.n_img = cfgj["num_image_tokens"]
         # Training's attention supervision: the layers whose probabilities
-        # _attention keeps, [T, B, H, keys] (window keys first), in `captured`.
+        # hidden keeps, [T, B, H, keys] (window keys first), in `captured`,
+        # and those whose attention outputs [B, T, D] it keeps in
+        # `attn_outputs` (the relation-position supervision reads them).
         self.capture_layers: Tuple[int, ...] = ()
         self.captured: Dict[int, Tensor] = {}
-        # ... and the layers whose attention outputs [B, T, D] hidden keeps,
-        # in `attn_outputs` (the relation-position supervision reads them).
         self.capture_outputs: Tuple[int, ...] = ()
         self.attn_outputs: Dict[int, Tensor] = {}
 
@@ -267,8 +267,10 @@ class TinyVLM:
         only: training runs with it off, the f32 numerics)."""
         return v4.fp4_roundtrip(x) if self.ref.quant_sim else x
 
-    def _attention(self, L: "v4.Layer", x: Tensor, aux: List[Tensor]) -> Tensor:
-        """Batched prefill attention, x [B, T, D] (attn_norm output) -> [B, T, D].
+    def _attention(self, L: "v4.Layer", x: Tensor, aux: List[Tensor]
+                   ) -> Tuple[Tensor, Tensor]:
+        """Batched prefill attention, x [B, T, D] (attn_norm output) -> output
+        [B, T, D] and the probabilities [T, B, H, keys] (window keys first).
         The CSA indexer runs on detached inputs; its weights learn from the
         KL term appended to aux (V3.2-style: match the heads' mean attention
         over the visible compressed entries)."""
@@ -301,9 +303,6 @@ class TinyVLM:
             se = se.masked_fill(~keep[:, :, None, :], NEG_INF)
             s = torch.cat([s, se], -1)
         p = v4.softmax_with_sink(s.reshape(T * B, H, -1), L.sink).view(T, B, H, -1)
-        for li in self.capture_layers:
-            if L is ref.layers[li]:
-                self.captured[li] = p
         o = torch.einsum("tbhs,sbd->tbhd", p[..., :T], kv)
         if ent is not None and ent.shape[0]:
             o = o + torch.einsum("tbhn,nbd->tbhd", p[..., T:], ent)
@@ -311,7 +310,7 @@ class TinyVLM:
         G = cfg.o_groups
         o = torch.einsum("tbgi,gri->tbgr", o.reshape(T, B, G, -1),
                          L.wo_a.view(G, cfg.o_lora, -1))
-        return (o.reshape(T, B, -1) @ L.wo_b.T).transpose(0, 1)
+        return (o.reshape(T, B, -1) @ L.wo_b.T).transpose(0, 1), p
 
     def _indexer(self, L: "v4.Layer", xt: Tensor, qr: Tensor, pos: Tensor, freqs: Tensor,
                  visible: Tensor, se: Tensor, aux: List[Tensor]) -> Tensor:
@@ -361,9 +360,11 @@ class TinyVLM:
         fids = ids.reshape(-1)
         for i, L in enumerate(ref.layers):
             u, post, comb = v4.hc_pre(X, *L.hc["attn"], cfg)
-            a = self._attention(L, rms_norm(u, L.attn_norm, cfg.eps).view(B, T, D), aux)
+            a, p = self._attention(L, rms_norm(u, L.attn_norm, cfg.eps).view(B, T, D), aux)
+            if i in self.capture_layers:
+                self.captured[i] = p
             if i in self.capture_outputs:
-                self.attn_outputs[i] = a.view(B, T, D)
+                self.attn_outputs[i] = a
             X = v4.hc_post(a.reshape(B * T, D), X, post, comb)
             u, post, comb = v4.hc_pre(X, *L.hc["ffn"], cfg)
             X = v4.hc_post(self._moe(L, rms_norm(u, L.ffn_norm, cfg.eps), fids, loads),
