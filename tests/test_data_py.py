@@ -502,6 +502,40 @@ class TestPositionTargets(unittest.TestCase):
                     checked += 1
         self.assertEqual(checked, len(expected))
 
+    def test_relation_answer_targets(self):
+        """The signed difference supervised at a yes/no relation's answer
+        position is positive exactly for "yes", at the token that predicts
+        the answer, and a probe that reads it exactly has zero loss."""
+        import torch
+        sys.path.insert(0, str(ROOT / "tools" / "train"))
+        import train_vlm as tv
+        tok = tv.Tok(MODEL / "tokenizer.json")
+        convs = []
+        for i in range(80):
+            sc = scenes.generate("train", i, 0, 64)
+            turns = [qa for qa in sc.qa if qa[0] in ("relation", "relation_what", "colour")][:4]
+            convs.append((sc.image, turns, sc.objects))
+        ids, tgt, _, seqs = tv.make_batch(tok, convs, 64)
+        rows, targets = tv.relation_answer_targets(convs, seqs, 64)
+        expected = [(b, qa) for b, c in enumerate(convs) for qa in c[1] if qa[0] == "relation"]
+        self.assertEqual(rows.shape, (len(expected), 2))
+        self.assertGreater(len(expected), 40)
+        answers = [qa[2] for _, qa in expected]
+        self.assertGreater(answers.count("yes"), 10)
+        self.assertGreater(answers.count("no"), 10)
+        for (t, b), (d,), (b2, (_, _, answer)) in zip(rows.tolist(), targets.tolist(), expected):
+            self.assertEqual(b, b2)
+            self.assertEqual(int(tgt[b, t]), tok.enc(answer)[0])
+            self.assertEqual(d > 0, answer == "yes")
+            self.assertLessEqual(abs(d), 2.0)
+        probe = tv.new_relation_answer_probe(8)
+        h = torch.zeros(len(convs), ids.shape[1], 8)
+        self.assertAlmostEqual(tv.relation_answer_loss(probe, h, (rows, targets)).item(),
+                               targets.pow(2).mean().item(), places=6)
+        h[rows[:, 1], rows[:, 0], 3] = targets[:, 0]
+        probe["relation_answer_weight"].data[0, 3] = 1.0
+        self.assertLess(tv.relation_answer_loss(probe, h, (rows, targets)).item(), 1e-12)
+
 
 if __name__ == "__main__":
     t0 = time.perf_counter()

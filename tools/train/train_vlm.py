@@ -408,6 +408,56 @@ def new_relation_probe(dim: int) -> Dict[str, torch.Tensor]:
             "relation_bias": torch.zeros(4, requires_grad=True)}
 
 
+# Relation-answer supervision (--relation-answer-weight): at a yes/no
+# relation question's answer position, the final hidden state must carry,
+# read linearly by the "relation_answer_*" row, how far the relation holds:
+# the subject's centre minus the other object's along the relation's axis,
+# signed so that it is positive exactly when the answer is "yes". With both
+# objects' positions fetched (stage 4e), the greedy answer was "yes" on
+# every one of 1,200 val questions: the answer needs the relation word
+# times the difference of the positions, a product the answer loss alone
+# did not build.
+RELATION_AXES = {"left of": (0, -1.0), "right of": (0, 1.0), "above": (1, -1.0),
+                 "below": (1, 1.0)}  # word -> (axis of (x, y), sign of subject - other)
+
+
+def relation_answer_targets(convs, seqs, image_size: int):
+    """-> (rows [N, 2] of (t, b), targets [N, 1]) for every yes/no relation
+    turn: sign * (subject - other) along the relation's axis, in units of
+    half the image."""
+    rows, targets = [], []
+    for b, ((_, turns, objs), (_, spans)) in enumerate(zip(convs, seqs)):
+        for (qtype, question, answer), (st, _) in zip(turns, spans):
+            if qtype != "relation":
+                continue
+            word = next(w for w in RELATION_AXES if f" {w} " in f" {question} ")
+            axis, sign = RELATION_AXES[word]
+            subject, other = (
+                sum((objs[i].cx, objs[i].cy)[axis] for i in ref) / len(ref)
+                for ref in scenes.referents(qtype, question, answer, objs))
+            rows.append((st - 1, b))
+            targets.append([sign * (subject - other) * 2.0 / image_size])
+    return (torch.tensor(rows, dtype=torch.int64).view(-1, 2),
+            torch.tensor(targets, dtype=torch.float32).view(-1, 1))
+
+
+def relation_answer_loss(probe: Dict[str, torch.Tensor], h: torch.Tensor, targets
+                         ) -> torch.Tensor:
+    """h [B, T, D] final hidden -> mean squared error of the probe's signed
+    difference at the supervised rows."""
+    rows, tgt = targets
+    if rows.shape[0] == 0:
+        return h.new_zeros(())
+    pred = (h[rows[:, 1], rows[:, 0]] @ probe["relation_answer_weight"].T
+            + probe["relation_answer_bias"])
+    return F.mse_loss(pred, tgt)
+
+
+def new_relation_answer_probe(dim: int) -> Dict[str, torch.Tensor]:
+    return {"relation_answer_weight": torch.zeros(1, dim, requires_grad=True),
+            "relation_answer_bias": torch.zeros(1, requires_grad=True)}
+
+
 def dense_accuracy(probe: Dict[str, torch.Tensor], img: torch.Tensor, tgt: torch.Tensor
                    ) -> Dict[str, float]:
     """Probe accuracy per attribute on the patches holding an object centre."""
@@ -673,6 +723,8 @@ def train(args) -> int:
             probe = {**(probe or {}), **new_position_probe(cfgj["hidden_size"])}
         if args.relation_position_weight > 0 and "relation_weight" not in (probe or {}):
             probe = {**(probe or {}), **new_relation_probe(cfgj["hidden_size"])}
+        if args.relation_answer_weight > 0 and "relation_answer_weight" not in (probe or {}):
+            probe = {**(probe or {}), **new_relation_answer_probe(cfgj["hidden_size"])}
         opt = make_opt(model, args.lr, args.wd, probe)
         step, extra = 0, {"minutes": 0.0}
         with open(log_path, "w", newline="") as f:
@@ -680,7 +732,8 @@ def train(args) -> int:
                                     "wall_min"] + (["dense"] if args.dense_weight > 0 else [])
                                    + (["attn"] if args.attn_weight > 0 else [])
                                    + (["position"] if args.position_weight > 0 else [])
-                                   + (["relation"] if args.relation_position_weight > 0 else []))
+                                   + (["relation"] if args.relation_position_weight > 0 else [])
+                                   + (["answer"] if args.relation_answer_weight > 0 else []))
         with open(val_path, "w", newline="") as f:
             csv.writer(f).writerow(["step", "wall_min", "metrics_json"])
     n_params = sum(v.numel() for v in model.t.values() if v.is_floating_point())
@@ -730,6 +783,10 @@ def train(args) -> int:
             rel = relation_position_loss(probe, model.attn_outputs[args.attn_layer],
                                          relation_position_targets(convs, seqs, args.image_size))
             total = total + args.relation_position_weight * rel
+        if args.relation_answer_weight > 0:
+            ans = relation_answer_loss(probe, h, relation_answer_targets(convs, seqs,
+                                                                         args.image_size))
+            total = total + args.relation_answer_weight * ans
         opt.zero_grad(set_to_none=True)
         total.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -750,6 +807,8 @@ def train(args) -> int:
                                    + ([f"{attn.item():.5f}"] if args.attn_weight > 0 else [])
                                    + ([f"{pos.item():.5f}"] if args.position_weight > 0 else [])
                                    + ([f"{rel.item():.5f}"] if args.relation_position_weight > 0
+                                      else [])
+                                   + ([f"{ans.item():.5f}"] if args.relation_answer_weight > 0
                                       else []))
         if step % 10 == 0 or step == 1:
             print(f"step {step} loss {loss.item():.4f} aux {aux_l.item():.4f} "
@@ -757,6 +816,7 @@ def train(args) -> int:
                   + (f"attn {attn.item():.4f} " if args.attn_weight > 0 else "")
                   + (f"position {pos.item():.4f} " if args.position_weight > 0 else "")
                   + (f"relation {rel.item():.4f} " if args.relation_position_weight > 0 else "")
+                  + (f"answer {ans.item():.4f} " if args.relation_answer_weight > 0 else "")
                   + f"gn {float(gn):.3f} {dt:.2f}s/step wall {wall:.1f} min", flush=True)
         stop = ((time.time() - t_start) / 60 >= args.max_minutes or step >= args.steps
                 or step == args.stop_at)
@@ -1087,6 +1147,9 @@ def main() -> int:
     t.add_argument("--relation-position-weight", type=float, default=0.0,
                    help="weight of the relation-position supervision of --attn-layer's "
                    "output (relation_position_loss)")
+    t.add_argument("--relation-answer-weight", type=float, default=0.0,
+                   help="weight of the relation-answer supervision of the final hidden "
+                   "state (relation_answer_loss)")
     t.add_argument("--position-background", type=float, default=1.0,
                    help="position_loss weight of patches without an object centre")
     t.add_argument("--attn-layer", type=int, default=2, help="the layer that finds the object")
