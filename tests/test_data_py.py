@@ -505,7 +505,7 @@ class TestPositionTargets(unittest.TestCase):
     def test_relation_answer_targets(self):
         """The signed difference supervised at a yes/no relation's answer
         position is positive exactly for "yes", at the token that predicts
-        the answer, and a probe that reads it exactly has zero loss."""
+        the answer, and a logit gap of ANSWER_GAP_SCALE times it has zero loss."""
         import torch
         sys.path.insert(0, str(ROOT / "tools" / "train"))
         import train_vlm as tv
@@ -528,13 +528,11 @@ class TestPositionTargets(unittest.TestCase):
             self.assertEqual(int(tgt[b, t]), tok.enc(answer)[0])
             self.assertEqual(d > 0, answer == "yes")
             self.assertLessEqual(abs(d), 2.0)
-        probe = tv.new_relation_answer_probe(8)
-        h = torch.zeros(len(convs), ids.shape[1], 8)
-        self.assertAlmostEqual(tv.relation_answer_loss(probe, h, (rows, targets)).item(),
+        gap = torch.zeros(len(convs), ids.shape[1])
+        self.assertAlmostEqual(tv.relation_answer_loss(gap, (rows, targets)).item(),
                                targets.pow(2).mean().item(), places=6)
-        h[rows[:, 1], rows[:, 0], 3] = targets[:, 0]
-        probe["relation_answer_weight"].data[0, 3] = 1.0
-        self.assertLess(tv.relation_answer_loss(probe, h, (rows, targets)).item(), 1e-12)
+        gap[rows[:, 1], rows[:, 0]] = targets[:, 0] * tv.ANSWER_GAP_SCALE
+        self.assertLess(tv.relation_answer_loss(gap, (rows, targets)).item(), 1e-12)
 
 
 if __name__ == "__main__":
