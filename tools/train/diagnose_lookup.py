@@ -11,9 +11,10 @@ predicts the answer:
   - image hop: the mass layer --attn-layer's supervised heads put on the
     named objects' centre patches, or on the sink for a "no";
 and for existence questions the image hop split by answer plus the
-yes-minus-no logit gap; and how much of the objects' positions their
-centre patches' image embeddings carry linearly (position_fit), which
-relations compare.
+yes-minus-no logit gap; how much of the objects' positions their centre
+patches' image embeddings carry linearly (position_fit), which relations
+compare; and, for yes/no relation questions, how often the model says
+"yes" and what the answer position carries linearly (relation_readout).
 
     .venv/bin/python tools/train/diagnose_lookup.py --ckpt build-train-4b/ckpt.pt
 """
@@ -99,6 +100,50 @@ def position_fit(model, n_fit: int, n_test: int):
     return 1 - ((pred - y2) ** 2).sum(0) / ((y2 - y2.mean(0)) ** 2).sum(0)
 
 
+def relation_readout(pr: Probe, n: int, attn_layer: int):
+    """For n yes/no relation val questions: (accuracy, share answered
+    "yes", {feature: {target: held-out sign/class accuracy}}) where a
+    least-squares map fitted on the first 3/4 reads, from --attn-layer's
+    attention output or the final hidden state at the answer position, the
+    answer, the sign of the subject-minus-other centre difference in x and
+    y, and the relation word (argmax of a one-hot fit)."""
+    pr.model.capture_outputs = (attn_layer,)
+    convs = val_questions(lambda qt, q: qt == "relation", n, pr.model.vcfg.image_size)
+    feats, gaps = {"attention": [], "final": []}, []
+    yes, no = pr.tok.enc("yes")[0], pr.tok.enc("no")[0]
+    for s in range(0, n, 100):
+        part = convs[s:s + 100]
+        h, logits, _, _ = pr.run(part)
+        at = torch.tensor([spans[0][0] - 1 for _, spans in tv.make_batch(
+            pr.tok, part, pr.model.n_img)[3]])
+        feats["attention"].append(pr.model.attn_outputs[attn_layer][torch.arange(len(at)), at])
+        feats["final"].append(h)
+        gaps.append(logits[:, yes] - logits[:, no])
+    said_yes = torch.cat(gaps) > 0
+    truth = torch.tensor([c[1][0][2] == "yes" for c in convs])
+    words = list(tv.RELATION_AXES)
+    word, dx, dy = [], [], []
+    for _, [(qt, q, a)], objs in convs:
+        word.append(next(i for i, w in enumerate(words) if f" {w} " in f" {q} "))
+        sub, other = (objs[r[0]] for r in scenes.referents(qt, q, a, objs))
+        dx.append(sub.cx - other.cx)
+        dy.append(sub.cy - other.cy)
+    targets = {"answer": truth.float()[:, None] * 2 - 1,
+               "sign dx": torch.tensor(dx).float().sign()[:, None],
+               "sign dy": torch.tensor(dy).float().sign()[:, None],
+               "relation word": torch.nn.functional.one_hot(torch.tensor(word), 4).float()}
+    m = n * 3 // 4
+    fits = {}
+    for name, x in feats.items():
+        x = torch.cat([torch.cat(x), torch.ones(n, 1)], 1)
+        fits[name] = {}
+        for tname, y in targets.items():
+            pred = x[m:] @ torch.linalg.lstsq(x[:m], y[:m]).solution
+            hit = (pred.argmax(1) == y[m:].argmax(1)) if y.shape[1] > 1 else (pred.sign() == y[m:])
+            fits[name][tname] = hit.float().mean().item()
+    return (said_yes == truth).float().mean().item(), said_yes.float().mean().item(), fits
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ckpt", required=True)
@@ -129,6 +174,12 @@ def main() -> int:
                   f" ± {yes_no[~said_yes].std():.2f}")
     r2 = position_fit(pr.model, 8 * args.n, 4 * args.n)
     print(f"object centre from its patch embedding (least squares): R^2 x {r2[0]:.2f}, y {r2[1]:.2f}")
+    n_rel = 16 * args.n
+    acc, yes_share, fits = relation_readout(pr, n_rel, args.attn_layer)
+    print(f"yes/no relations ({n_rel}): accuracy {acc:.3f}, answered 'yes' {yes_share:.3f}; "
+          f"read linearly (fit on {n_rel * 3 // 4}, accuracy on the rest):")
+    for name, row in fits.items():
+        print(f"  {name:9s} " + "   ".join(f"{k} {v:.2f}" for k, v in row.items()))
     return 0
 
 
