@@ -8,6 +8,8 @@ client). Checks:
     circle"), and ex1's caption is exactly its ground truth (what the
     README shows); the model card explains why ex4's question is not (the
     model finds an object by its colour badly);
+  - ex3's two opposite yes/no relation questions (EX3_YES_NO, the README's)
+    get "yes" and "no";
   - every example question and "Describe the image." answer through the
     openai client equals the raw HTTP answer;
   - the same image sent as a JPEG (quality 95, written by PIL) gets the
@@ -37,6 +39,10 @@ from serve_harness import TESSERA, check, start, stop
 SRC = Path(os.environ.get("TSR_SOURCE_DIR", Path(__file__).resolve().parent.parent))
 MODEL = SRC / "models" / "tessera-tiny"
 EXAMPLES = SRC / "docs" / "examples"
+# The same pair of objects asked about both ways: a model that always says
+# "yes" (tessera-tiny up to v0.3) fails one of them.
+EX3_YES_NO = (("Is the large black star above the large black circle?", "yes"),
+              ("Is the large black circle above the large black star?", "no"))
 sys.path.insert(0, str(SRC / "tools" / "train"))
 sys.path.insert(0, str(SRC / "tools" / "eval"))
 import eval_tiny  # noqa: E402
@@ -93,7 +99,12 @@ def main():
             check(cli.returncode == 0, f"ask: {cli.stderr.decode(errors='replace')}")
             check(cli.stdout.decode().strip() == answer, f"tessera ask on the JPEG: {cli.stdout!r}")
             print(f"  ok: {ex['image']} as JPEG (server and tessera ask) -> {got_jpg}")
-        print("  ok: ex1's colour and caption, ex2's count and ex3's relation right, "
+        ex3 = data_url((EXAMPLES / "ex3_relation.png").read_bytes(), "image/png")
+        for question, truth in EX3_YES_NO:
+            got = http_ask(port, ex3, question, 4)
+            check(got == truth, f"ex3: {question} -> {got!r}, want {truth!r}")
+            print(f"  ok: ex3_relation.png: {question} -> {got}")
+        print("  ok: ex1's colour and caption, ex2's count and ex3's relations right, "
               "openai client == HTTP")
     finally:
         stop(p)

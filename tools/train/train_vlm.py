@@ -44,10 +44,24 @@ Run with the project venv (Debian's torch + the `tokenizers` package):
         --steps 2000 --lr 5e-4 --warmup 20 --caption-frac 0.3 --dense-weight 1 \
         --attn-weight 0.5 --position-weight 2 --position-background 0.1 --val-every 400 \
         --val-n 400 --max-minutes 75
+    # stage 4e: both relation objects' centres carried by layer 2's output at
+    # the answer position (relation_position_loss), a 2000-step schedule
+    # stopped at 721
+    $PY tools/train/train_vlm.py train --out build-train-4e --init-from build-train-4d/ckpt.pt \
+        --steps 2000 --lr 5e-4 --warmup 20 --caption-frac 0.3 --dense-weight 1 \
+        --attn-weight 0.5 --position-weight 2 --position-background 0.1 \
+        --relation-position-weight 2 --val-every 400 --val-n 400 --stop-at 721
+    # stage 4f: the yes-minus-no logit gap of yes/no relations supervised with
+    # the signed position difference (relation_answer_loss)
+    $PY tools/train/train_vlm.py train --out build-train-4f --init-from build-train-4e/ckpt.pt \
+        --steps 1600 --lr 5e-4 --warmup 20 --caption-frac 0.3 --dense-weight 1 \
+        --attn-weight 0.5 --position-weight 2 --position-background 0.1 \
+        --relation-position-weight 2 --relation-answer-weight 1 --val-every 400 --val-n 400 \
+        --max-minutes 68
     # Python-side accuracy per question type (val + held-out), with the reference
-    $PY tools/train/train_vlm.py eval --ckpt build-train-4d/ckpt.pt --scenes 1000
+    $PY tools/train/train_vlm.py eval --ckpt build-train-4f/ckpt.pt --scenes 1000
     # model directory (config.json, model.safetensors, tokenizer kept) + plot
-    $PY tools/train/train_vlm.py export --ckpt build-train-4d/ckpt.pt --model-dir models/tessera-tiny
+    $PY tools/train/train_vlm.py export --ckpt build-train-4f/ckpt.pt --model-dir models/tessera-tiny
     # the issue-7 acceptance figures come from the C engine: tools/eval/eval_tiny.py
 
 Training: teacher forcing on the chat-template rendering of a conversation
