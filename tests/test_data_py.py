@@ -447,8 +447,10 @@ class TestTokenizer(unittest.TestCase):
 # ------------------------------------------------------ training targets
 
 class TestPositionTargets(unittest.TestCase):
-    """train_vlm's position supervision (stage 4c): every patch's grid (row,
-    col) in [-1, 1], read linearly off its image embedding."""
+    """train_vlm's position supervision: every patch's grid (row, col) in
+    [-1, 1], read linearly off its image embedding (stage 4c); the two
+    objects' centres at a relation's answer position (4e); the signed
+    position difference a yes/no relation's answer gap must match (4f)."""
 
     def test_grid_and_loss(self):
         import torch
@@ -472,18 +474,25 @@ class TestPositionTargets(unittest.TestCase):
         probe["position_weight"].data[:, :2] = torch.eye(2)
         self.assertLess(tv.position_loss(probe, img, centres, 0.1).item(), 1e-12)
 
-    def test_relation_position_targets(self):
-        """The two centres supervised at a relation's answer position agree
-        with its answer, at the token that predicts it."""
+    @staticmethod
+    def relation_batch():
+        """train_vlm, the tokenizer, and a batch of 80 conversations of up to
+        four relation, relation_what and colour questions (make_batch's)."""
         sys.path.insert(0, str(ROOT / "tools" / "train"))
         import train_vlm as tv
         tok = tv.Tok(MODEL / "tokenizer.json")
         convs = []
-        for i in range(60):
+        for i in range(80):
             sc = scenes.generate("train", i, 0, 64)
             turns = [qa for qa in sc.qa if qa[0] in ("relation", "relation_what", "colour")][:4]
             convs.append((sc.image, turns, sc.objects))
         ids, tgt, _, seqs = tv.make_batch(tok, convs, 64)
+        return tv, tok, convs, ids, tgt, seqs
+
+    def test_relation_position_targets(self):
+        """The two centres supervised at a relation's answer position agree
+        with its answer, at the token that predicts it."""
+        tv, tok, convs, ids, tgt, seqs = self.relation_batch()
         rows, targets = tv.relation_position_targets(convs, seqs, 64)
         expected = [(b, qa) for b, c in enumerate(convs) for qa in c[1] if qa[0] != "colour"]
         self.assertEqual(rows.shape[0], len(expected))
@@ -507,15 +516,7 @@ class TestPositionTargets(unittest.TestCase):
         position is positive exactly for "yes", at the token that predicts
         the answer, and a logit gap of ANSWER_GAP_SCALE times it has zero loss."""
         import torch
-        sys.path.insert(0, str(ROOT / "tools" / "train"))
-        import train_vlm as tv
-        tok = tv.Tok(MODEL / "tokenizer.json")
-        convs = []
-        for i in range(80):
-            sc = scenes.generate("train", i, 0, 64)
-            turns = [qa for qa in sc.qa if qa[0] in ("relation", "relation_what", "colour")][:4]
-            convs.append((sc.image, turns, sc.objects))
-        ids, tgt, _, seqs = tv.make_batch(tok, convs, 64)
+        tv, tok, convs, ids, tgt, seqs = self.relation_batch()
         rows, targets = tv.relation_answer_targets(convs, seqs, 64)
         expected = [(b, qa) for b, c in enumerate(convs) for qa in c[1] if qa[0] == "relation"]
         self.assertEqual(rows.shape, (len(expected), 2))
