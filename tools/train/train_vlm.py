@@ -428,9 +428,10 @@ def new_relation_probe(dim: int) -> Dict[str, torch.Tensor]:
 # subject's centre minus the other object's along the relation's axis,
 # signed so that it is positive exactly when the answer is "yes". With both
 # objects' positions fetched (stage 4e), the greedy answer was "yes" on
-# every one of 1,200 val questions: the answer needs the relation word
+# 62-100% of 1,200 val questions, whatever the truth: the answer needs the relation word
 # times the difference of the positions, a product the answer loss, of
-# which these one-token answers are ~9%, did not build. A learned
+# which these answers' yes/no tokens are 3% (309 of 9,508 supervised
+# tokens in 20 batches), did not build. A learned
 # zero-initialised readout of the final hidden state (like the position
 # rows) stayed at its zero value, 0.88, for 170 steps: with nothing to read
 # it did not grow, so no gradient reached the model through it.
