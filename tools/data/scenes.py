@@ -173,6 +173,11 @@ RELATIONS = {
 }
 OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
+
+def relation_word(question: str) -> str:
+    """The RELATIONS word a relation or relation_what question asks about."""
+    return next(w for w in RELATIONS if f" {w} " in f" {question} ")
+
 # ---------------------------------------------------------------- sampling
 
 
@@ -568,7 +573,7 @@ def referents(qtype: str, question: str, answer: str, objs: Sequence[Object]
         return [matching(descs[0], objs), matching(descs[1], objs)]
     if qtype == "relation_what":
         b = matching(descs[-1], objs)
-        rel = next(f for w, f in RELATIONS.items() if f" {w} " in f" {question} ")
+        rel = RELATIONS[relation_word(question)]
         return [[a for a in matching(descriptions(answer)[0], objs)
                  if any(rel(objs[a], objs[j]) for j in b)], b]
     return [matching(descs[0], objs)]

@@ -428,10 +428,10 @@ def new_relation_probe(dim: int) -> Dict[str, torch.Tensor]:
 # subject's centre minus the other object's along the relation's axis,
 # signed so that it is positive exactly when the answer is "yes". With both
 # objects' positions fetched (stage 4e), the greedy answer was "yes" on
-# 62-100% of 1,200 val questions, whatever the truth: the answer needs the relation word
-# times the difference of the positions, a product the answer loss, of
-# which these answers' yes/no tokens are 3% (309 of 9,508 supervised
-# tokens in 20 batches), did not build. A learned
+# 62-100% of 1,200 val questions, whatever the truth: the answer needs the
+# relation word times the difference of the positions, a product the answer
+# loss, of which these answers' yes/no tokens are 3% (309 of 9,508
+# supervised tokens in 20 batches), did not build. A learned
 # zero-initialised readout of the final hidden state (like the position
 # rows) stayed at its zero value, 0.88, for 170 steps: with nothing to read
 # it did not grow, so no gradient reached the model through it.
@@ -449,8 +449,7 @@ def relation_answer_targets(convs, seqs, image_size: int):
         for (qtype, question, answer), (st, _) in zip(turns, spans):
             if qtype != "relation":
                 continue
-            word = next(w for w in RELATION_AXES if f" {w} " in f" {question} ")
-            axis, sign = RELATION_AXES[word]
+            axis, sign = RELATION_AXES[scenes.relation_word(question)]
             subject, other = (
                 sum((objs[i].cx, objs[i].cy)[axis] for i in ref) / len(ref)
                 for ref in scenes.referents(qtype, question, answer, objs))
