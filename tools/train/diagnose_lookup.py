@@ -58,7 +58,8 @@ class Probe:
 
     def run(self, convs):
         """-> (answer-position hidden [N, D], its logits [N, V], attention
-        targets, the supervised heads' captured probabilities per hop)."""
+        targets, the supervised heads' captured probabilities per hop, the
+        answer positions [N])."""
         ids, _, pix, seqs = tv.make_batch(self.tok, convs, self.model.n_img)
         with torch.no_grad():
             h, *_ = self.model.train_forward(ids, pix)
@@ -71,7 +72,7 @@ class Probe:
         for kind, (rows, mask, _) in targets.items():
             p = self.model.captured[self.layers[kind]]
             probs[kind] = p[rows[:, 0], rows[:, 1], rows[:, 2]][:, :mask.shape[1]]
-        return h, self.model.logits(h), targets, probs
+        return h, self.model.logits(h), targets, probs, at
 
 
 def hop_mass(targets, probs):
@@ -113,9 +114,7 @@ def relation_readout(pr: Probe, n: int, attn_layer: int):
     yes, no = pr.tok.enc("yes")[0], pr.tok.enc("no")[0]
     for s in range(0, n, 100):
         part = convs[s:s + 100]
-        h, logits, _, _ = pr.run(part)
-        at = torch.tensor([spans[0][0] - 1 for _, spans in tv.make_batch(
-            pr.tok, part, pr.model.n_img)[3]])
+        h, logits, _, _, at = pr.run(part)
         feats["attention"].append(pr.model.attn_outputs[attn_layer][torch.arange(len(at)), at])
         feats["final"].append(h)
         gaps.append(logits[:, yes] - logits[:, no])
@@ -124,7 +123,7 @@ def relation_readout(pr: Probe, n: int, attn_layer: int):
     words = list(tv.RELATION_AXES)
     word, dx, dy = [], [], []
     for _, [(qt, q, a)], objs in convs:
-        word.append(next(i for i, w in enumerate(words) if f" {w} " in f" {q} "))
+        word.append(words.index(scenes.relation_word(q)))
         sub, other = (objs[r[0]] for r in scenes.referents(qt, q, a, objs))
         dx.append(sub.cx - other.cx)
         dy.append(sub.cy - other.cy)
@@ -138,7 +137,10 @@ def relation_readout(pr: Probe, n: int, attn_layer: int):
         x = torch.cat([torch.cat(x), torch.ones(n, 1)], 1)
         fits[name] = {}
         for tname, y in targets.items():
-            pred = x[m:] @ torch.linalg.lstsq(x[:m], y[:m]).solution
+            # gelsd: the minimum-norm solution. The attention outputs span
+            # ~50 of 128 dimensions, and the default driver's answer to a
+            # rank-deficient system changed from run to run.
+            pred = x[m:] @ torch.linalg.lstsq(x[:m], y[:m], driver="gelsd").solution
             hit = (pred.argmax(1) == y[m:].argmax(1)) if y.shape[1] > 1 else (pred.sign() == y[m:])
             fits[name][tname] = hit.float().mean().item()
     return (said_yes == truth).float().mean().item(), said_yes.float().mean().item(), fits
@@ -156,7 +158,7 @@ def main() -> int:
     tok = pr.tok
     for qtype in scenes.QTYPES:
         convs = val_questions(lambda qt, q: qt == qtype, args.n, pr.model.vcfg.image_size)
-        _, logits, targets, probs = pr.run(convs)
+        _, logits, targets, probs, _ = pr.run(convs)
         first = [tok.dec([int(i)]) for i in logits.argmax(-1)]
         acc = sum(f == c[1][0][2].split()[0] for f, c in zip(first, convs)) / len(convs)
         print(f"{qtype:14s} first-token accuracy {acc:.2f}   text hop {hop_mass(targets['text'], probs['text']).mean():.2f}"
