@@ -535,6 +535,41 @@ class TestPositionTargets(unittest.TestCase):
         gap[rows[:, 1], rows[:, 0]] = targets[:, 0] * tv.ANSWER_GAP_SCALE
         self.assertLess(tv.relation_answer_loss(gap, (rows, targets)).item(), 1e-12)
 
+    def test_qtype_weights(self):
+        """--qtype-weight scales exactly the target positions of the named
+        type's answers and that type's attention rows; a bad spec is refused."""
+        import torch
+        tv, tok, convs, ids, tgt, seqs = self.relation_batch()
+        weights = tv.parse_qtype_weights("relation_what=3,colour=0.5")
+        self.assertEqual(weights, {"relation_what": 3.0, "colour": 0.5})
+        for bad in ("shape", "shapes=2", "shape="):
+            with self.assertRaises(SystemExit):
+                tv.parse_qtype_weights(bad)
+        w = tv.token_weights(convs, seqs, ids.shape[1], weights)
+        counted = {3.0: 0, 0.5: 0, 1.0: 0}
+        for b, ((_, turns, _), (s, spans)) in enumerate(zip(convs, seqs)):
+            for (qtype, _, answer), (st, en) in zip(turns, spans):
+                span = w[b, st - 1:en - 1]
+                self.assertEqual(span.tolist(), [weights.get(qtype, 1.0)] * (en - st))
+                self.assertEqual(int(tgt[b, st - 1]), tok.enc(answer)[0])
+                counted[weights.get(qtype, 1.0)] += 1
+        self.assertGreater(counted[3.0], 40)
+        self.assertGreater(counted[0.5], 40)
+        self.assertEqual(counted[1.0], sum(len(c[1]) for c in convs) - counted[3.0] - counted[0.5])
+        # outside the answer spans every weight stays 1
+        self.assertTrue(bool((w[tgt == -100] == 1.0).all()))
+        plain = tv.attention_targets(tok, convs, seqs, 2, 64, 8, ids.shape[1])
+        scaled = tv.attention_targets(tok, convs, seqs, 2, 64, 8, ids.shape[1], weights)
+        self.assertTrue(bool((plain["image"][3] == 1).all()))
+        self.assertEqual(set(scaled["image"][3].tolist()), {3.0, 0.5, 1.0})
+        rows = plain["image"][0]
+        p = torch.rand(ids.shape[1], len(convs), 4, ids.shape[1])
+        per_row = tv.attention_loss(p, tuple(x[:1] for x in plain["image"]))
+        self.assertAlmostEqual(
+            tv.attention_loss(p, tuple(x[:1] for x in scaled["image"])).item(),
+            scaled["image"][3][0].item() * per_row.item(), places=5)
+        self.assertEqual(rows.shape[0], scaled["image"][0].shape[0])
+
 
 if __name__ == "__main__":
     t0 = time.perf_counter()

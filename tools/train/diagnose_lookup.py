@@ -69,7 +69,7 @@ class Probe:
         targets = tv.attention_targets(self.tok, convs, seqs, self.image_start, vc.image_size,
                                        vc.patch_size, ids.shape[1])
         probs = {}
-        for kind, (rows, mask, _) in targets.items():
+        for kind, (rows, mask, *_) in targets.items():
             p = self.model.captured[self.layers[kind]]
             probs[kind] = p[rows[:, 0], rows[:, 1], rows[:, 2]][:, :mask.shape[1]]
         return h, self.model.logits(h), targets, probs, at
@@ -77,7 +77,7 @@ class Probe:
 
 def hop_mass(targets, probs):
     """Per supervised row: mass on the target keys, or the sink's mass."""
-    _, mask, sink = targets
+    _, mask, sink, _ = targets
     return torch.where(sink, 1.0 - probs.sum(-1), (probs * mask).sum(-1))
 
 

@@ -206,6 +206,34 @@ def make_batch(tok: Tok, convs, n_img: int):
     return ids, tgt, pixel_batch(c[0] for c in convs), seqs
 
 
+# Per-question-type weights (--qtype-weight, stage 4g): the answer tokens of
+# a question type, and its attention-supervision rows, count this many times
+# in their losses. Each type's answers are a small share of the supervised
+# tokens (shape 4.4%), so the types still short of the issue-7 targets
+# (shape answers name the object by colour and find it with 72% of layer 2's
+# mass) get little of the gradient; stage 4f's relation-answer loss showed
+# that aiming gradient at one type moves it (yes/no 50% -> 88%).
+def parse_qtype_weights(spec: Optional[str]) -> Dict[str, float]:
+    """"shape=3,size=2" -> {"shape": 3.0, "size": 2.0}; unknown types are an error."""
+    out: Dict[str, float] = {}
+    for part in filter(None, (spec or "").split(",")):
+        name, _, value = part.partition("=")
+        if name not in scenes.QTYPES + ("caption",) or not value:
+            raise SystemExit(f"--qtype-weight: expected qtype=weight, got {part!r}")
+        out[name] = float(value)
+    return out
+
+
+def token_weights(convs, seqs, T: int, weights: Dict[str, float]) -> torch.Tensor:
+    """[B, T] weight of each target position (make_batch's layout): the
+    weight of its turn's question type, 1 for unlisted types."""
+    w = torch.ones(len(seqs), T)
+    for b, ((_, turns, _), (_, spans)) in enumerate(zip(convs, seqs)):
+        for (qtype, _, _), (st, en) in zip(turns, spans):
+            w[b, st - 1:en - 1] = weights.get(qtype, 1.0)
+    return w
+
+
 # Patch supervision (pretrain-tower, and --dense-weight from stage 3b on): a
 # linear probe on the image embeddings the backbone receives must name, at
 # the patch holding each object's centre, that object's colour, shape and
@@ -255,11 +283,12 @@ def patch_target_batch(object_lists, image_size: int, patch: int) -> torch.Tenso
 # for "no" questions, for want of the first hop. tools/train/
 # diagnose_lookup.py measures both hops.
 def attention_targets(tok: "Tok", convs, seqs, image_start: int, image_size: int,
-                      patch: int, T: int):
+                      patch: int, T: int, weights: Optional[Dict[str, float]] = None):
     """convs and their conversation_ids `seqs` (make_batch's) -> {"text":
     targets, "image": targets}, each (positions [N, 3] of (t, b, head), key
-    mask [N, T], sink [N])."""
-    out = {"text": ([], [], []), "image": ([], [], [])}
+    mask [N, T], sink [N], row weight [N] from `weights` by question type)."""
+    out = {"text": ([], [], [], []), "image": ([], [], [], [])}
+    weights = weights or {}
 
     def add(kind, t, b, head, keys):
         m = torch.zeros(T)
@@ -267,6 +296,7 @@ def attention_targets(tok: "Tok", convs, seqs, image_start: int, image_size: int
         out[kind][0].append((t, b, head))
         out[kind][1].append(m)
         out[kind][2].append(not keys)
+        out[kind][3].append(weights.get(qtype, 1.0))
 
     for b, ((_, turns, objs), (ids, spans)) in enumerate(zip(convs, seqs)):
         turn_start = 0
@@ -284,19 +314,21 @@ def attention_targets(tok: "Tok", convs, seqs, image_start: int, image_size: int
                         [image_start + centre_cell(objs[i], image_size, patch) for i in ref])
             turn_start = en
     return {k: (torch.tensor(r, dtype=torch.int64).view(-1, 3),
-                torch.stack(m) if m else torch.zeros(0, T), torch.tensor(sk, dtype=torch.bool))
-            for k, (r, m, sk) in out.items()}
+                torch.stack(m) if m else torch.zeros(0, T), torch.tensor(sk, dtype=torch.bool),
+                torch.tensor(w, dtype=torch.float32))
+            for k, (r, m, sk, w) in out.items()}
 
 
 def attention_loss(p: torch.Tensor, targets) -> torch.Tensor:
-    """Mean -log of the mass each supervised head puts where it should: p
-    [T, B, H, keys] captured probabilities (the sink is 1 - their sum)."""
-    rows, mask, sink = targets
+    """Mean over supervised rows of weight * -log of the mass the head puts
+    where it should: p [T, B, H, keys] captured probabilities (the sink is
+    1 - their sum)."""
+    rows, mask, sink, weight = targets
     if rows.shape[0] == 0:
         return p.new_zeros(())
     sel = p[rows[:, 0], rows[:, 1], rows[:, 2]][:, :mask.shape[1]]         # [N, T]
     mass = torch.where(sink, 1.0 - sel.sum(-1), (sel * mask).sum(-1))
-    return -mass.clamp_min(1e-6).log().mean()
+    return -(weight * mass.clamp_min(1e-6).log()).mean()
 
 
 def probe_of(ck: dict) -> Optional[Dict[str, torch.Tensor]]:
@@ -761,6 +793,7 @@ def train(args) -> int:
     if args.relation_position_weight > 0:
         model.capture_outputs = (args.attn_layer,)
     yes_id, no_id = tok.enc("yes")[0], tok.enc("no")[0]  # one token each
+    qtype_weights = parse_qtype_weights(args.qtype_weight)
     while step < args.steps:
         t0 = time.time()
         for g in opt.param_groups:
@@ -772,12 +805,15 @@ def train(args) -> int:
         ids, tgt, pix, seqs = make_batch(tok, convs, n_img)
         h, aux, loads, img = model.train_forward(ids, pix)
         m = tgt != -100
-        loss = F.cross_entropy(model.logits(h[m]), tgt[m])
+        token_ce = F.cross_entropy(model.logits(h[m]), tgt[m], reduction="none")
+        loss = token_ce.mean()  # logged unweighted, comparable across stages
         aux_l = torch.stack(aux).sum() if aux else torch.zeros(())
-        total = loss + args.aux_weight * aux_l
+        weighted = ((token_ce * token_weights(convs, seqs, ids.shape[1], qtype_weights)[m]).mean()
+                    if qtype_weights else loss)
+        total = weighted + args.aux_weight * aux_l
         if args.attn_weight > 0:
             tg = attention_targets(tok, convs, seqs, image_start, args.image_size, patch,
-                                   ids.shape[1])
+                                   ids.shape[1], qtype_weights)
             attn = (attention_loss(model.captured[args.attn_layer], tg["image"])
                     + attention_loss(model.captured[args.text_layer], tg["text"]))
             total = total + args.attn_weight * attn
@@ -1161,6 +1197,8 @@ def main() -> int:
     t.add_argument("--relation-answer-weight", type=float, default=0.0,
                    help="weight of the relation-answer supervision of the yes-minus-no "
                    "logit gap (relation_answer_loss)")
+    t.add_argument("--qtype-weight", help="comma-separated qtype=weight: that question "
+                   "type's answer tokens and attention rows count this many times")
     t.add_argument("--position-background", type=float, default=1.0,
                    help="position_loss weight of patches without an object centre")
     t.add_argument("--attn-layer", type=int, default=2, help="the layer that finds the object")
