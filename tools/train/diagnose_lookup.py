@@ -164,7 +164,7 @@ def main() -> int:
         print(f"{qtype:14s} first-token accuracy {acc:.2f}   text hop {hop_mass(targets['text'], probs['text']).mean():.2f}"
               f"   image hop {hop_mass(targets['image'], probs['image']).mean():.2f}")
         if qtype == "exist":
-            _, mask, sink = targets["image"]
+            _, mask, sink, _ = targets["image"]
             on = (probs["image"] * mask).sum(-1)
             out = 1.0 - probs["image"].sum(-1)
             yes_no = logits[:, tok.enc("yes")[0]] - logits[:, tok.enc("no")[0]]
