@@ -13,7 +13,8 @@ predicts the answer:
 and for existence questions the image hop split by answer plus the
 yes-minus-no logit gap; how much of the objects' positions their centre
 patches' image embeddings carry linearly (position_fit), which relations
-compare; and, for yes/no relation questions, how often the model says
+compare; for shape questions, which other objects draw the lookup
+(lookup_distractors); and, for yes/no relation questions, how often the model says
 "yes" and what the answer position carries linearly (relation_readout).
 
     .venv/bin/python tools/train/diagnose_lookup.py --ckpt build-train-4b/ckpt.pt
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -101,6 +103,50 @@ def position_fit(model, n_fit: int, n_test: int):
     return 1 - ((pred - y2) ** 2).sum(0) / ((y2 - y2.mean(0)) ** 2).sum(0)
 
 
+def lookup_distractors(pr: Probe, qtype: str, n: int):
+    """Where --attn-layer's head 0 looks for n val questions of `qtype` (a
+    one-word answer):
+    -> ({objects in the scene: first-token accuracy}, {"right"/"wrong":
+    (mass on the named object's centre, mass on the other objects'
+    centres)} over scenes of 3+ objects, (distractors of the same size as
+    the named object, distractors, share of all other objects that are of
+    its size)), a distractor being the other object with the most mass when
+    that mass exceeds 0.3."""
+    convs = val_questions(lambda qt, q: qt == qtype, n, pr.model.vcfg.image_size)
+    vc = pr.model.vcfg
+    by_count, mass = defaultdict(list), defaultdict(list)
+    same = distractors = 0
+    same_size_others = []
+    for s in range(0, n, 100):
+        part = convs[s:s + 100]
+        _, logits, targets, probs, _ = pr.run(part)
+        rows, mask, _, _ = targets["image"]
+        first = [pr.tok.dec([int(i)]) for i in logits.argmax(-1)]
+        for r, (_, b, head) in enumerate(rows.tolist()):
+            if head != 0:
+                continue
+            (_, [(_, _, answer)], objs) = part[b]
+            ok = first[b] == answer.split()[0]
+            by_count[len(objs)].append(ok)
+            img = probs["image"][r, pr.image_start:pr.image_start + pr.model.n_img]
+            named = mask[r, pr.image_start:pr.image_start + pr.model.n_img] > 0
+            cells = [tv.centre_cell(o, vc.image_size, vc.patch_size) for o in objs]
+            others = [(img[c].item(), o) for c, o in zip(cells, objs) if not named[c]]
+            if len(objs) >= 3:
+                mass["right" if ok else "wrong"].append(
+                    (img[named].sum().item(), sum(m for m, _ in others)))
+            target = next(o for c, o in zip(cells, objs) if named[c])
+            same_size_others += [o.size == target.size for _, o in others]
+            top = max(others, key=lambda x: x[0], default=None)
+            if top is not None and top[0] > 0.3:
+                distractors += 1
+                same += top[1].size == target.size
+    acc = {k: sum(v) / len(v) for k, v in sorted(by_count.items())}
+    means = {k: tuple(sum(x[i] for x in v) / len(v) for i in range(2)) + (len(v),)
+             for k, v in mass.items()}
+    return acc, means, (same, distractors, sum(same_size_others) / len(same_size_others))
+
+
 def relation_readout(pr: Probe, n: int, attn_layer: int):
     """For n yes/no relation val questions: (accuracy, share answered
     "yes", {feature: {target: held-out sign/class accuracy}}) where a
@@ -174,6 +220,15 @@ def main() -> int:
             print(f"{'':14s} logit(yes) - logit(no): 'yes' items {yes_no[said_yes].mean():.2f}"
                   f" ± {yes_no[said_yes].std():.2f}, 'no' items {yes_no[~said_yes].mean():.2f}"
                   f" ± {yes_no[~said_yes].std():.2f}")
+    # shape questions name the object by colour alone (or size and colour)
+    acc, means, (same, distractors, base) = lookup_distractors(pr, "shape", 4 * args.n)
+    print(f"shape ({4 * args.n}) accuracy by objects in the scene: "
+          + "  ".join(f"{k}: {v:.3f}" for k, v in acc.items()))
+    for k, (on, off, cnt) in sorted(means.items()):
+        print(f"{'':14s} {k} answers, 3+ objects ({cnt}): {on:.2f} of head 0's mass on the"
+              f" named object, {off:.2f} on the others")
+    print(f"{'':14s} distractors (another object > 0.3 of the mass) of the named object's"
+          f" size: {same} of {distractors} (of all other objects: {base:.2f})")
     r2 = position_fit(pr.model, 8 * args.n, 4 * args.n)
     print(f"object centre from its patch embedding (least squares): R^2 x {r2[0]:.2f}, y {r2[1]:.2f}")
     n_rel = 16 * args.n
