@@ -3,11 +3,11 @@
 the README shows (raw HTTP like the curl example, and the official `openai`
 client). Checks:
   - the README's main-job question (ex2: "How many shapes are there?") is
-    answered right ("four"), and so are ex1's colour question ("yellow")
-    and ex3's "What is below the large black star?" ("a large black
-    circle"), and ex1's caption is exactly its ground truth (what the
-    README shows); the model card explains why ex4's question is not (the
-    model finds an object by its colour badly);
+    answered right ("four"), and so are ex1's colour question ("yellow"),
+    ex3's "What is below the large black star?" ("a large black circle")
+    and ex4's "What shape is the blue object?" ("star", which needs the
+    object found by its colour alone), and ex1's caption is exactly its
+    ground truth (what the README shows);
   - ex3's two opposite yes/no relation questions (EX3_YES_NO, the README's)
     get "yes" and "no";
   - every example question and "Describe the image." answer through the
@@ -83,8 +83,7 @@ def main():
                 print(f"  {ex['image']}: {question} -> {got}")
                 served.append((question, got))
             answer, caption = served[-2][1], served[-1][1]
-            if ex["image"] != "ex4_shape.png":  # the README's answers
-                check(answer == ex["answer"], f"{ex['image']}: {answer!r}, want {ex['answer']!r}")
+            check(answer == ex["answer"], f"{ex['image']}: {answer!r}, want {ex['answer']!r}")
             if ex["image"] == "ex1_color.png":  # the README's caption example
                 check(caption == ex["caption"], f"ex1 caption {caption!r}, want {ex['caption']!r}")
 
@@ -104,8 +103,8 @@ def main():
             got = http_ask(port, ex3, question, 4)
             check(got == truth, f"ex3: {question} -> {got!r}, want {truth!r}")
             print(f"  ok: ex3_relation.png: {question} -> {got}")
-        print("  ok: ex1's colour and caption, ex2's count and ex3's relations right, "
-              "openai client == HTTP")
+        print("  ok: ex1's colour and caption, ex2's count, ex3's relations and ex4's shape "
+              "right, openai client == HTTP")
     finally:
         stop(p)
 

@@ -58,10 +58,25 @@ Run with the project venv (Debian's torch + the `tokenizers` package):
         --attn-weight 0.5 --position-weight 2 --position-background 0.1 \
         --relation-position-weight 2 --relation-answer-weight 1 --val-every 400 --val-n 400 \
         --max-minutes 68
+    # stage 4g: shape, relation_what and size answers (and their attention
+    # rows) weighted up (--qtype-weight)
+    $PY tools/train/train_vlm.py train --out build-train-4g --init-from build-train-4f/ckpt.pt \
+        --steps 2000 --lr 5e-4 --warmup 20 --caption-frac 0.3 --dense-weight 1 \
+        --attn-weight 0.5 --position-weight 2 --position-background 0.1 \
+        --relation-position-weight 2 --relation-answer-weight 1 \
+        --qtype-weight shape=3,relation_what=2,size=1.5 --val-every 500 --val-n 400 \
+        --max-minutes 72
+    # stage 4h: a short anneal from 4g, shape and size weighted more
+    $PY tools/train/train_vlm.py train --out build-train-4h --init-from build-train-4g/ckpt.pt \
+        --steps 900 --lr 3e-4 --warmup 20 --caption-frac 0.3 --dense-weight 1 \
+        --attn-weight 0.5 --position-weight 2 --position-background 0.1 \
+        --relation-position-weight 2 --relation-answer-weight 1 \
+        --qtype-weight shape=4,relation_what=2,size=3 --val-every 450 --val-n 400 \
+        --max-minutes 31
     # Python-side accuracy per question type (val + held-out), with the reference
-    $PY tools/train/train_vlm.py eval --ckpt build-train-4f/ckpt.pt --scenes 1000
+    $PY tools/train/train_vlm.py eval --ckpt build-train-4h/ckpt.pt --scenes 1000
     # model directory (config.json, model.safetensors, tokenizer kept) + plot
-    $PY tools/train/train_vlm.py export --ckpt build-train-4f/ckpt.pt --model-dir models/tessera-tiny
+    $PY tools/train/train_vlm.py export --ckpt build-train-4h/ckpt.pt --model-dir models/tessera-tiny
     # the issue-7 acceptance figures come from the C engine: tools/eval/eval_tiny.py
 
 Training: teacher forcing on the chat-template rendering of a conversation
