@@ -114,6 +114,7 @@ def lookup_distractors(pr: Probe, qtype: str, n: int):
     that mass exceeds 0.3."""
     convs = val_questions(lambda qt, q: qt == qtype, n, pr.model.vcfg.image_size)
     vc = pr.model.vcfg
+    image = slice(pr.image_start, pr.image_start + pr.model.n_img)
     by_count, mass = defaultdict(list), defaultdict(list)
     same = distractors = 0
     same_size_others = []
@@ -128,8 +129,8 @@ def lookup_distractors(pr: Probe, qtype: str, n: int):
             (_, [(_, _, answer)], objs) = part[b]
             ok = first[b] == answer.split()[0]
             by_count[len(objs)].append(ok)
-            img = probs["image"][r, pr.image_start:pr.image_start + pr.model.n_img]
-            named = mask[r, pr.image_start:pr.image_start + pr.model.n_img] > 0
+            img = probs["image"][r, image]
+            named = mask[r, image] > 0
             cells = [tv.centre_cell(o, vc.image_size, vc.patch_size) for o in objs]
             others = [(img[c].item(), o) for c, o in zip(cells, objs) if not named[c]]
             if len(objs) >= 3:

@@ -307,28 +307,30 @@ def attention_targets(tok: "Tok", convs, seqs, image_start: int, image_size: int
     out = {"text": ([], [], [], []), "image": ([], [], [], [])}
     weights = weights or {}
 
-    def add(kind, t, b, head, keys):
+    def add(kind, t, b, head, keys, weight):
         m = torch.zeros(T)
         m[keys] = 1.0
         out[kind][0].append((t, b, head))
         out[kind][1].append(m)
         out[kind][2].append(not keys)
-        out[kind][3].append(weights.get(qtype, 1.0))
+        out[kind][3].append(weight)
 
     for b, ((_, turns, objs), (ids, spans)) in enumerate(zip(convs, seqs)):
         turn_start = 0
         for (qtype, question, answer), (st, en) in zip(turns, spans):
             if qtype != "caption":
+                weight = weights.get(qtype, 1.0)
                 words = [tok.tk.id_to_token(i).lstrip("Ġ") for i in ids[turn_start:st]]
                 runs = [r for _, r in scenes.description_runs(words)]
                 # relation_what's first run is its "which object" (no referent)
                 said = runs[-1:] if qtype == "relation_what" else runs
                 heads = [1] if qtype == "relation_what" else range(len(said))
                 for head, run in zip(heads, said):
-                    add("text", st - 1, b, head, [turn_start + i for i in run])
+                    add("text", st - 1, b, head, [turn_start + i for i in run], weight)
                 for head, ref in enumerate(scenes.referents(qtype, question, answer, objs)):
                     add("image", st - 1, b, head,
-                        [image_start + centre_cell(objs[i], image_size, patch) for i in ref])
+                        [image_start + centre_cell(objs[i], image_size, patch) for i in ref],
+                        weight)
             turn_start = en
     return {k: (torch.tensor(r, dtype=torch.int64).view(-1, 3),
                 torch.stack(m) if m else torch.zeros(0, T), torch.tensor(sk, dtype=torch.bool),
